@@ -1,0 +1,77 @@
+"""PolicyConfig: everything needed to rebuild a policy, as a flat frozen dataclass + JSON.
+
+Nested configs (trunk, stem, head) are frozen dataclasses too; `to_dict`/`from_dict` round-trip
+through `config.json`. `policy_config(preset=..., **overrides)` builds one from a trunk preset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from physai.errors import ConfigError
+from physai.heads.base import HeadConfig
+from physai.stems import StemConfig
+from physai.trunk import TRUNK_PRESETS, TrunkConfig
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    trunk: TrunkConfig = TrunkConfig()  # shared transformer size
+    stem: StemConfig = StemConfig()  # how observations become tokens
+    head: HeadConfig = HeadConfig()  # decoder settings shared by every head
+    embodiments: tuple[str, ...] = ("car", "g1")  # bodies this policy drives
+    head_types: tuple[tuple[str, str], ...] = ()  # (embodiment, head) overrides of spec.default_head
+    n_readout: int = 16  # K physical tokens per observation
+    fsq_levels: tuple[int, ...] = (8, 5, 5, 5)  # FSQ vocabulary = prod(levels) = 1000 codes
+    head_reads_trunk: bool = False  # heads see trunk features as well as the physical tokens
+    world_model: bool = True  # predict next physical tokens from (tokens, action)
+    world_model_depth: int = 2  # blocks in the world-model predictor
+    world_model_weight: float = 0.5  # weight of the world-model loss in forward()
+    temporal_ensemble: float | None = None  # ACT-style ensembling coefficient; None = chunk queue
+    n_action_steps: int | None = None  # actions executed per predicted chunk (None = chunk_size)
+    proprio_norm: str = "mean_std"  # normalization mode for proprioception
+    action_norm: str = "min_max"  # normalization mode for actions
+    preset: str = "custom"  # name of the trunk preset this came from (informational)
+
+    def __post_init__(self):
+        if self.n_readout < 1:
+            raise ConfigError("n_readout must be >= 1")
+        if not self.embodiments:
+            raise ConfigError("a policy needs at least one embodiment")
+        if self.n_action_steps is not None and not 1 <= self.n_action_steps <= self.head.chunk_size:
+            raise ConfigError(f"n_action_steps must be in [1, chunk_size={self.head.chunk_size}]")
+        if self.temporal_ensemble is not None and self.temporal_ensemble < 0:
+            raise ConfigError("temporal_ensemble coefficient must be >= 0")
+
+    def head_type(self, embodiment: str, default: str) -> str:
+        return dict(self.head_types).get(embodiment, default)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PolicyConfig":
+        d = dict(d)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown PolicyConfig keys {sorted(unknown)}; valid: {sorted(known)}")
+        d["trunk"] = TrunkConfig(**d.get("trunk", {}))
+        d["stem"] = StemConfig(**d.get("stem", {}))
+        d["head"] = HeadConfig(**d.get("head", {}))
+        for k in ("embodiments", "fsq_levels"):
+            if k in d:
+                d[k] = tuple(d[k])
+        if "head_types" in d:
+            d["head_types"] = tuple(tuple(x) for x in d["head_types"])
+        return cls(**d)
+
+
+def policy_config(preset: str = "nano", **overrides) -> PolicyConfig:
+    """A PolicyConfig with the trunk of a named preset; keyword overrides for any field."""
+    trunk = TRUNK_PRESETS.get(preset)
+    return PolicyConfig(trunk=overrides.pop("trunk", trunk), preset=preset, **overrides)

@@ -1,0 +1,235 @@
+"""Policy: embodiment stems -> shared trunk -> physical tokens -> embodiment heads.
+
+`Policy(trunk, stems, heads, bottleneck, world_model, config, specs, normalizer)` is keyed by
+embodiment name. `forward(batch)` returns (loss, metrics) with each term separate;
+`predict_action_chunk` / `select_action` return bounded actions in the spec's physical units
+(chunk queue or ACT-style temporal ensembling), never NaN; `physical_tokens` returns the discrete
+codes [B, K]. Normalization is applied here, outside the modules. Checkpoint I/O lives in
+`physai.checkpoint` (`save_pretrained` / `from_pretrained` delegate to it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from physai.attention import default_backend
+from physai.bottleneck import PhysicalBottleneck, WorldModel
+from physai.config import PolicyConfig
+from physai.embodiments import EmbodimentSpec, get_spec
+from physai.errors import ConfigError, ObservationError
+from physai.heads import HEADS
+from physai.normalization import Normalizer
+from physai.stems import EmbodimentStem
+from physai.trunk import Trunk
+from physai.validate import check_actions, prepare_observation
+
+
+class Policy(nn.Module):
+    def __init__(self, trunk: Trunk, stems: Mapping[str, nn.Module], heads: Mapping[str, nn.Module],
+                 bottleneck: PhysicalBottleneck, world_model: WorldModel | None, config: PolicyConfig,
+                 specs: Mapping[str, EmbodimentSpec], normalizer: Normalizer | None = None):
+        super().__init__()
+        if set(stems) != set(heads) or set(stems) != set(specs):
+            raise ConfigError(f"stems {sorted(stems)}, heads {sorted(heads)} and specs {sorted(specs)} must match")
+        self.trunk, self.bottleneck, self.world_model = trunk, bottleneck, world_model
+        self.stems, self.heads = nn.ModuleDict(stems), nn.ModuleDict(heads)
+        self.config, self.specs = config, dict(specs)
+        self.normalizer = normalizer or Normalizer(modes={"proprio": config.proprio_norm, "action": config.action_norm})
+        self._queues: dict[str, deque] = {}
+        self._history: dict[str, deque] = {}
+
+    # ---- construction ----------------------------------------------------------------------
+    @classmethod
+    def build(cls, config: PolicyConfig, specs: Mapping[str, EmbodimentSpec] | None = None,
+              backend: str | None = None, normalizer: Normalizer | None = None) -> "Policy":
+        specs = dict(specs or {})
+        for e in config.embodiments:
+            specs.setdefault(e, get_spec(e))
+        specs = {e: specs[e] for e in config.embodiments}
+        backend = backend or default_backend()[0]
+        w = config.trunk.width
+        stems = {e: EmbodimentStem(s, w, config.stem) for e, s in specs.items()}
+        heads = {e: HEADS.get(config.head_type(e, s.default_head))(s, w, config.head, backend) for e, s in specs.items()}
+        bott = PhysicalBottleneck(config.trunk, config.n_readout, config.fsq_levels, backend)
+        wm = None
+        if config.world_model:
+            wm = WorldModel(config.trunk, config.n_readout, bott.fsq.dim, bott.vocab_size,
+                            {e: s.action_dim for e, s in specs.items()}, config.world_model_depth, backend)
+        return cls(Trunk(config.trunk, backend), stems, heads, bott, wm, config, specs, normalizer)
+
+    def add_embodiment(self, spec: EmbodimentSpec, head: str | None = None) -> None:
+        """Add a new body (stem + head + world-model action embedding) to a trained policy."""
+        if spec.name in self.specs:
+            raise ConfigError(f"embodiment '{spec.name}' already exists")
+        dev, w = self.device, self.config.trunk.width
+        head = head or spec.default_head
+        self.stems[spec.name] = EmbodimentStem(spec, w, self.config.stem).to(dev)
+        self.heads[spec.name] = HEADS.get(head)(spec, w, self.config.head, self.trunk.backend).to(dev)
+        if self.world_model is not None:
+            self.world_model.add_embodiment(spec.name, spec.action_dim)
+        self.specs[spec.name] = spec
+        self.config = PolicyConfig.from_dict({**self.config.to_dict(),
+                                              "embodiments": (*self.config.embodiments, spec.name),
+                                              "head_types": (*self.config.head_types, (spec.name, head))})
+
+    def finetune_head(self, embodiment: str, train_stem: bool = False) -> list[nn.Parameter]:
+        """Freeze everything except `embodiment`'s head (and stem if asked); returns trainable params."""
+        self._spec(embodiment)
+        for p in self.parameters():
+            p.requires_grad_(False)
+        mods = [self.heads[embodiment]] + ([self.stems[embodiment]] if train_stem else [])
+        params = [p for m in mods for p in m.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        return params
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _spec(self, embodiment: str) -> EmbodimentSpec:
+        if embodiment not in self.specs:
+            raise ObservationError("embodiment", f"one of {sorted(self.specs)}", repr(embodiment))
+        return self.specs[embodiment]
+
+    # ---- core computation ------------------------------------------------------------------
+    def encode(self, obs: dict[str, torch.Tensor], embodiment: str) -> dict[str, torch.Tensor]:
+        """Canonical obs (proprio already normalized) -> features for the heads."""
+        x = self.trunk(self.stems[embodiment](obs))  # [B, L, W]
+        feats = self.bottleneck(x)  # tokens [B, K, W], quantized [B, K, d], codes [B, K]
+        if self.config.head_reads_trunk:
+            feats["trunk"] = x
+        return feats
+
+    def _norm_obs(self, obs: dict[str, torch.Tensor], embodiment: str) -> dict[str, torch.Tensor]:
+        return {**obs, "proprio": self.normalizer.normalize(embodiment, "proprio", obs["proprio"])}
+
+    def forward(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """batch: embodiment (str), image, proprio, command, action [B, H, A] (physical units),
+        optional action_is_pad [B, H], next_image/next_proprio (+ next_is_pad [B]) for the world model."""
+        if not isinstance(batch, Mapping):
+            raise ObservationError("batch", "a dict", type(batch).__name__)
+        emb = batch.get("embodiment")
+        spec = self._spec(emb)
+        missing = [k for k in ("image", "proprio", "command") if k not in batch]
+        if missing:
+            raise ObservationError(missing[0], "present in the batch", "missing")
+        obs, _ = prepare_observation({k: batch[k] for k in ("image", "proprio", "command")}, spec, self.device,
+                                     self.config.stem.n_obs_steps)
+        if "action" not in batch:
+            raise ObservationError("action", f"[B, H, {spec.action_dim}] action chunk", "missing")
+        B, H = obs["proprio"].shape[0], self.config.head.chunk_size
+        action = check_actions("action", batch["action"], B, H, spec.action_dim).to(self.device)
+        is_pad = batch.get("action_is_pad")
+        target = {"action": self.normalizer.normalize(emb, "action", action),
+                  "action_is_pad": None if is_pad is None else torch.as_tensor(is_pad, device=self.device).bool()}
+        feats = self.encode(self._norm_obs(obs, emb), emb)
+        loss, metrics = self.heads[emb].compute_loss(feats, target)
+        metrics = {f"{emb}/{k}": v for k, v in metrics.items()}
+        metrics[f"{emb}/action_loss"] = float(loss.detach())
+        if self.world_model is not None and "next_image" in batch:
+            wm = self.world_model_loss(feats, target["action"], batch, spec)
+            loss = loss + self.config.world_model_weight * wm
+            metrics[f"{emb}/world_model_ce"] = float(wm.detach())
+        metrics.update({f"{emb}/{k}": v for k, v in self.bottleneck.fsq.code_stats(feats["codes"]).items()})
+        metrics["loss"] = float(loss.detach())
+        return loss, metrics
+
+    def world_model_loss(self, feats, action_norm, batch, spec) -> torch.Tensor:
+        emb = spec.name
+        nxt, _ = prepare_observation({"image": batch["next_image"], "proprio": batch["next_proprio"],
+                                      "command": batch["command"]}, spec, self.device, self.config.stem.n_obs_steps)
+        with torch.no_grad():  # targets: the codes the encoder assigns to the next observation
+            target = self.encode(self._norm_obs(nxt, emb), emb)["codes"]  # [B, K]
+        logits = self.world_model(feats["quantized"], action_norm, emb)  # [B, K, V]
+        ce = F.cross_entropy(logits.transpose(1, 2), target, reduction="none").mean(-1)  # [B]
+        pad = batch.get("next_is_pad")
+        if pad is None:
+            return ce.mean()
+        w = (~torch.as_tensor(pad, device=ce.device).bool()).float()
+        return (ce * w).sum() / w.sum().clamp_min(1.0)
+
+    # ---- inference -------------------------------------------------------------------------
+    def _bounded(self, actions: torch.Tensor, spec: EmbodimentSpec) -> torch.Tensor:
+        lo = torch.as_tensor(spec.low, device=actions.device)
+        hi = torch.as_tensor(spec.high, device=actions.device)
+        actions = torch.where(torch.isfinite(actions), actions, (lo + hi) / 2)
+        return torch.minimum(torch.maximum(actions, lo), hi)
+
+    def _predict(self, o: dict[str, torch.Tensor], embodiment: str) -> torch.Tensor:
+        """Canonical (validated) obs -> bounded chunk [B, H, A] in physical units."""
+        was_training = self.training
+        self.eval()
+        try:
+            norm = self.heads[embodiment].sample_actions(self.encode(self._norm_obs(o, embodiment), embodiment))
+        finally:
+            self.train(was_training)
+        return self._bounded(self.normalizer.unnormalize(embodiment, "action", norm.float()), self.specs[embodiment])
+
+    @torch.no_grad()
+    def predict_action_chunk(self, obs: Mapping[str, Any], embodiment: str) -> torch.Tensor:
+        """-> [B, H, A] (or [H, A] for an unbatched observation), physical units, within bounds."""
+        spec = self._spec(embodiment)
+        o, batched = prepare_observation(obs, spec, self.device, self.config.stem.n_obs_steps)
+        chunk = self._predict(o, embodiment)
+        return chunk if batched else chunk[0]
+
+    @torch.no_grad()
+    def physical_tokens(self, obs: Mapping[str, Any], embodiment: str) -> torch.Tensor:
+        """Integer physical-language codes [B, K] (or [K] unbatched)."""
+        spec = self._spec(embodiment)
+        o, batched = prepare_observation(obs, spec, self.device, self.config.stem.n_obs_steps)
+        codes = self.encode(self._norm_obs(o, embodiment), embodiment)["codes"]
+        return codes if batched else codes[0]
+
+    def reset(self) -> None:
+        """Forget queued actions (call at every episode start)."""
+        self._queues.clear()
+
+    @torch.no_grad()
+    def select_action(self, obs: Mapping[str, Any], embodiment: str) -> torch.Tensor:
+        """One bounded action [B, A] ([A] unbatched): pops the chunk queue, re-planning when empty;
+        with `temporal_ensemble=m` re-plans every step and averages overlapping chunks (w_i = exp(-m i))."""
+        spec = self._spec(embodiment)
+        o, batched = prepare_observation(obs, spec, self.device, self.config.stem.n_obs_steps)
+        q = self._queues.setdefault(embodiment, deque())
+        m = self.config.temporal_ensemble
+        if m is not None:
+            chunk = self._predict(o, embodiment)  # [B, H, A]
+            q.append([chunk, 0])
+            while q and q[0][1] >= chunk.shape[1]:
+                q.popleft()
+            ws = torch.tensor([math.exp(-m * i) for i in range(len(q))], device=chunk.device)
+            acts = torch.stack([c[:, age] for c, age in q])  # [N, B, A] oldest first
+            for item in q:
+                item[1] += 1
+            out = (acts * ws[:, None, None]).sum(0) / ws.sum()
+        else:
+            if q and q[0].shape[0] != o["proprio"].shape[0]:
+                q.clear()  # batch size changed: the queued plan belongs to another batch
+            if not q:
+                chunk = self._predict(o, embodiment)
+                n = self.config.n_action_steps or chunk.shape[1]
+                q.extend(chunk[:, i] for i in range(n))
+            out = q.popleft()
+        out = self._bounded(out, spec)
+        return out if batched else out[0]
+
+    # ---- checkpoints -----------------------------------------------------------------------
+    def save_pretrained(self, directory) -> None:
+        from physai.checkpoint import save_policy
+
+        save_policy(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory, device: str | torch.device = "cpu", backend: str | None = None,
+                        strict_spec: bool = True) -> "Policy":
+        from physai.checkpoint import load_policy
+
+        return load_policy(directory, device=device, backend=backend, strict_spec=strict_spec)

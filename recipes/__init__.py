@@ -1,0 +1,12 @@
+"""Training recipes as plain Python functions returning a config; found by name in `RECIPES`.
+
+`get_recipe(name)` suggests close names on a typo. Recipes register on import of this package.
+"""
+
+from physai.registry import Registry
+
+RECIPES: Registry = Registry("recipe")
+
+
+def get_recipe(name: str):
+    return RECIPES.get(name)

@@ -1,0 +1,70 @@
+"""Finite scalar quantization (FSQ, Mentzer et al. 2023): the physical-language quantizer.
+
+Each readout token is projected to `len(levels)` scalars; each scalar is squashed and rounded to
+one of `levels[i]` values with a straight-through gradient. The tuple of digits is one code in a
+shared vocabulary of prod(levels) entries - no codebook to collapse, no commitment loss. Codebook
+usage and perplexity are reported as metrics.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from physai.errors import ConfigError
+
+
+class FSQ(nn.Module):
+    def __init__(self, levels: tuple[int, ...] = (8, 5, 5, 5), eps: float = 1e-3):
+        super().__init__()
+        if not levels or any(int(l) < 2 for l in levels):
+            raise ConfigError(f"FSQ levels must be integers >= 2, got {levels}")
+        self.levels = tuple(int(l) for l in levels)
+        self.eps = eps
+        lv = torch.tensor(self.levels, dtype=torch.float32)
+        self.register_buffer("_levels", lv, persistent=False)
+        basis = torch.cumprod(torch.tensor((1,) + self.levels[:-1], dtype=torch.long), 0)
+        self.register_buffer("_basis", basis, persistent=False)
+
+    @property
+    def dim(self) -> int:
+        return len(self.levels)
+
+    @property
+    def vocab_size(self) -> int:
+        return math.prod(self.levels)
+
+    def _bound(self, z: torch.Tensor) -> torch.Tensor:
+        half_l = (self._levels - 1) * (1 + self.eps) / 2
+        offset = torch.where(self._levels % 2 == 0, 0.5, 0.0)
+        shift = torch.atanh(offset / half_l)
+        return torch.tanh(z + shift) * half_l - offset
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z: [..., dim] -> (quantized in [-1, 1] with straight-through grads [..., dim], codes [...])."""
+        if z.shape[-1] != self.dim:
+            raise ConfigError(f"FSQ input last dim must be {self.dim}, got {z.shape[-1]}")
+        bounded = self._bound(z.float())
+        rounded = bounded + (bounded.round() - bounded).detach()  # straight-through
+        half_w = (self._levels // 2).float()
+        q = rounded / half_w  # [..., dim] in [-1, 1]
+        return q.to(z.dtype), self.codes_from_quantized(q)
+
+    def codes_from_quantized(self, q: torch.Tensor) -> torch.Tensor:
+        half_w = (self._levels // 2).float()
+        digits = (q.float() * half_w + half_w).round().long()  # [..., dim] in [0, L-1]
+        return (digits * self._basis).sum(-1)
+
+    def quantized_from_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        digits = (codes.long()[..., None] // self._basis) % self._levels.long()  # [..., dim]
+        half_w = (self._levels // 2).float()
+        return (digits.float() - half_w) / half_w
+
+    def code_stats(self, codes: torch.Tensor) -> dict[str, float]:
+        """Fraction of the vocabulary used and perplexity of the code histogram."""
+        hist = torch.bincount(codes.reshape(-1), minlength=self.vocab_size).float()
+        p = hist / hist.sum().clamp_min(1)
+        ent = -(p[p > 0] * p[p > 0].log()).sum()
+        return {"codebook_usage": float((hist > 0).float().mean()), "perplexity": float(ent.exp())}
