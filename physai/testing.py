@@ -1,0 +1,45 @@
+"""Helpers for tests of physai and of code built on it: tiny configs, random batches and
+observations that follow an embodiment spec (like `torch.testing`, shipped with the library)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from physai.config import policy_config
+from physai.heads.base import HeadConfig
+
+
+def tiny_config(**kw):
+    """A policy far below nano, for fast tests (32-d trunk, 2 blocks)."""
+    from physai.trunk import TrunkConfig
+
+    kw.setdefault("head", HeadConfig(chunk_size=4, depth=1, heads=2))
+    return policy_config("nano", trunk=TrunkConfig(width=32, depth=2, heads=2), n_readout=4, world_model_depth=1, **kw)
+
+
+def make_batch(spec, B=3, H=4, seed=0, next_obs=True):
+    g = torch.Generator().manual_seed(seed)
+    cam = spec.cameras[0]
+    lo, hi = torch.tensor(spec.low), torch.tensor(spec.high)
+    b = {
+        "embodiment": spec.name,
+        "image": torch.randint(0, 256, (B, 1, 1, 3, cam.height, cam.width), generator=g, dtype=torch.uint8),
+        "proprio": torch.randn(B, 1, spec.proprio_dim, generator=g),
+        "command": torch.stack([torch.as_tensor(spec.encode_command(spec.default_command()))] * B),
+        "action": lo + (hi - lo) * torch.rand(B, H, spec.action_dim, generator=g),
+    }
+    if next_obs:
+        b["next_image"] = torch.randint(0, 256, b["image"].shape, generator=g, dtype=torch.uint8)
+        b["next_proprio"] = torch.randn(B, 1, spec.proprio_dim, generator=g)
+    return b
+
+
+def make_obs(spec, rng=None):
+    rng = rng or np.random.default_rng(0)
+    cam = spec.cameras[0]
+    return {
+        "image": rng.integers(0, 256, (3, cam.height, cam.width), dtype=np.uint8),
+        "proprio": rng.standard_normal(spec.proprio_dim).astype(np.float32),
+        "command": spec.default_command(),
+    }

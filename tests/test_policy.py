@@ -1,0 +1,191 @@
+"""Policy: losses per head, bounded actions, chunk queue / temporal ensembling, physical tokens,
+normalization, fine-tuning a head with the trunk frozen, adding a new embodiment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from physai.testing import make_batch, make_obs, tiny_config
+from physai.embodiments import get_spec
+from physai.errors import ConfigError, ObservationError
+from physai.heads import HEADS
+from physai.heads.base import HeadConfig
+from physai.policy import Policy
+
+
+@pytest.mark.parametrize("head", HEADS.names())
+@pytest.mark.parametrize("emb", ["car", "g1"])
+def test_each_head_trains_and_outputs_bounded_chunks(head, emb):
+    pol = Policy.build(tiny_config(embodiments=(emb,), head_types=((emb, head),)))
+    spec = pol.specs[emb]
+    batch = make_batch(spec, B=4)
+    pol.normalizer.fit(emb, "action", batch["action"].reshape(-1, spec.action_dim).numpy())
+    opt = torch.optim.AdamW(pol.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):  # overfit one batch: the loss must fall
+        loss, m = pol(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(m[f"{emb}/action_loss"])
+    assert np.mean(losses[-5:]) < 0.85 * np.mean(losses[:5]), losses
+    assert {"loss", f"{emb}/world_model_ce", f"{emb}/codebook_usage", f"{emb}/perplexity"} <= set(m)
+    chunk = pol.predict_action_chunk({k: batch[k] for k in ("image", "proprio", "command")}, emb)
+    assert chunk.shape == (4, 4, spec.action_dim)
+    assert torch.isfinite(chunk).all()
+    assert (chunk >= torch.tensor(spec.low) - 1e-6).all() and (chunk <= torch.tensor(spec.high) + 1e-6).all()
+
+
+def test_outputs_clamped_even_when_head_explodes():
+    pol = Policy.build(tiny_config(embodiments=("car",)))
+    with torch.no_grad():
+        pol.heads["car"].out.bias.fill_(1e6)
+    a = pol.select_action(make_obs(pol.specs["car"]), "car")
+    assert a.tolist() == pytest.approx([5.0, np.pi / 4])
+    with torch.no_grad():
+        pol.heads["car"].out.bias.fill_(float("nan"))
+    pol.reset()
+    a = pol.select_action(make_obs(pol.specs["car"]), "car")
+    assert torch.isfinite(a).all() and a.tolist() == pytest.approx([0.0, 0.0])
+
+
+def test_chunk_queue_replans_every_n_steps():
+    pol = Policy.build(tiny_config(embodiments=("car",), n_action_steps=2))
+    calls = []
+    orig = pol._predict
+    pol._predict = lambda o, e: calls.append(1) or orig(o, e)
+    obs = make_obs(pol.specs["car"])
+    for _ in range(5):
+        pol.select_action(obs, "car")
+    assert len(calls) == 3  # steps 0, 2, 4
+    pol.reset()
+    pol.select_action(obs, "car")
+    assert len(calls) == 4
+
+
+def test_queue_pops_chunk_in_order():
+    pol = Policy.build(tiny_config(embodiments=("g1",)))
+    obs = make_obs(pol.specs["g1"])
+    chunk = pol.predict_action_chunk(obs, "g1")
+    got = torch.stack([pol.select_action(obs, "g1") for _ in range(4)])
+    assert torch.allclose(got, chunk, atol=1e-6)
+
+
+def test_temporal_ensembling_averages_overlapping_chunks():
+    pol = Policy.build(tiny_config(embodiments=("car",), temporal_ensemble=0.0))  # m=0: plain mean
+    spec = pol.specs["car"]
+    rng = np.random.default_rng(1)
+    obs = [make_obs(spec, rng) for _ in range(3)]
+    chunks = [pol.predict_action_chunk(o, "car") for o in obs]
+    outs = [pol.select_action(o, "car") for o in obs]
+    expected = (chunks[0][2] + chunks[1][1] + chunks[2][0]) / 3
+    assert torch.allclose(outs[2], expected, atol=1e-6)
+
+
+def test_physical_tokens_are_codes_in_vocab():
+    pol = Policy.build(tiny_config(embodiments=("car", "g1")))
+    for emb in ("car", "g1"):
+        spec = pol.specs[emb]
+        b = make_batch(spec, B=5)
+        codes = pol.physical_tokens({k: b[k] for k in ("image", "proprio", "command")}, emb)
+        assert codes.shape == (5, pol.config.n_readout) and codes.dtype == torch.long
+        assert (codes >= 0).all() and (codes < pol.bottleneck.vocab_size).all()
+        single = pol.physical_tokens(make_obs(spec), emb)
+        assert single.shape == (pol.config.n_readout,)
+
+
+def test_fsq_roundtrip_codes():
+    from physai.tokenizers import FSQ
+
+    fsq = FSQ((8, 5, 5, 5))
+    z = torch.randn(64, 4) * 3
+    q, codes = fsq(z)
+    assert torch.equal(fsq.codes_from_quantized(fsq.quantized_from_codes(codes)), codes)
+    assert torch.allclose(fsq.quantized_from_codes(codes), q)
+    assert codes.max() < 1000 and q.abs().max() <= 1
+    z.requires_grad_(True)
+    fsq(z)[0].sum().backward()  # straight-through: gradients flow
+    assert z.grad.abs().sum() > 0
+    st = fsq.code_stats(torch.arange(10))
+    assert st["perplexity"] == pytest.approx(10.0, rel=1e-5) and st["codebook_usage"] == pytest.approx(0.01)
+
+
+def test_normalization_applied_outside_modules():
+    pol = Policy.build(tiny_config(embodiments=("car",)))
+    spec = pol.specs["car"]
+    acts = np.random.default_rng(0).uniform(spec.low, spec.high, (500, 2)).astype(np.float32) * 0.5
+    pol.normalizer.fit("car", "action", acts)
+    pol.normalizer.fit("car", "proprio", np.random.default_rng(1).normal(3.0, 2.0, (500, 6)))
+    x = torch.as_tensor(acts[:10])
+    n = pol.normalizer.normalize("car", "action", x)
+    assert n.abs().max() <= 1.0 + 1e-5
+    assert torch.allclose(pol.normalizer.unnormalize("car", "action", n), x, atol=1e-5)
+    assert not any("normaliz" in k for k in pol.state_dict())
+
+
+def test_finetune_head_freezes_everything_else():
+    pol = Policy.build(tiny_config(embodiments=("car", "g1")))
+    params = pol.finetune_head("g1")
+    trainable = {n for n, p in pol.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("heads.g1.") for n in trainable)
+    assert len(params) == len(trainable)
+    before = {n: p.detach().clone() for n, p in pol.named_parameters()}
+    opt = torch.optim.SGD(params, lr=0.1)
+    loss, _ = pol(make_batch(pol.specs["g1"]))
+    loss.backward()
+    opt.step()
+    for n, p in pol.named_parameters():
+        changed = not torch.equal(p, before[n])
+        assert changed == (n in trainable) or (n in trainable and p.grad is None)
+    pol.finetune_head("g1", train_stem=True)
+    assert any(p.requires_grad for p in pol.stems["g1"].parameters())
+
+
+def test_add_new_embodiment_and_train_its_head():
+    pol = Policy.build(tiny_config(embodiments=("car", "g1")))
+    car_before = pol.predict_action_chunk(make_obs(pol.specs["car"]), "car")
+    pol.add_embodiment(get_spec("t1"), head="flow")
+    assert pol.config.embodiments == ("car", "g1", "t1")
+    params = pol.finetune_head("t1", train_stem=True)
+    loss, m = pol(make_batch(pol.specs["t1"]))
+    loss.backward()
+    assert "t1/flow_mse" in m and all(p.grad is not None for p in params if p.requires_grad)
+    assert torch.equal(car_before, pol.predict_action_chunk(make_obs(pol.specs["car"]), "car"))
+    with pytest.raises(ConfigError):
+        pol.add_embodiment(get_spec("t1"))
+
+
+def test_tokens_head_with_longlat_tokenizer():
+    pol = Policy.build(tiny_config(embodiments=("car",), head_types=(("car", "tokens"),),
+                                   head=HeadConfig(chunk_size=4, depth=1, heads=2, tokenizer="longlat")))
+    loss, m = pol(make_batch(pol.specs["car"]))
+    assert "car/token_acc" in m and torch.isfinite(loss)
+    with pytest.raises(ConfigError, match="2-DoF"):
+        Policy.build(tiny_config(embodiments=("g1",), head_types=(("g1", "tokens"),),
+                                 head=HeadConfig(chunk_size=4, depth=1, heads=2, tokenizer="longlat")))
+
+
+def test_unknown_embodiment_and_missing_action_are_typed():
+    pol = Policy.build(tiny_config(embodiments=("car",)))
+    with pytest.raises(ObservationError, match="embodiment"):
+        pol.select_action(make_obs(pol.specs["car"]), "boat")
+    b = make_batch(pol.specs["car"])
+    del b["action"]
+    with pytest.raises(ObservationError, match="action"):
+        pol(b)
+    b = make_batch(pol.specs["car"])
+    b["action"] = b["action"][:, :2]
+    with pytest.raises(ObservationError, match=r"H=4"):
+        pol(b)
+
+
+def test_timm_model_by_name_as_image_stem():
+    from physai.stems import StemConfig
+
+    pol = Policy.build(tiny_config(embodiments=("car",), stem=StemConfig(image_model="resnet10t")))
+    loss, _ = pol(make_batch(pol.specs["car"], B=2))
+    assert torch.isfinite(loss)
+    with pytest.raises(ConfigError):
+        Policy.build(tiny_config(embodiments=("car",), stem=StemConfig(image_model="no_such_model_xyz")))
