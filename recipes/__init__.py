@@ -10,3 +10,9 @@ RECIPES: Registry = Registry("recipe")
 
 def get_recipe(name: str):
     return RECIPES.get(name)
+
+
+from physai.recipes import core  # noqa: E402,F401  (registers the built-in recipes)
+from physai.recipes.core import DataConfig, Recipe  # noqa: E402
+
+__all__ = ["RECIPES", "get_recipe", "DataConfig", "Recipe"]

@@ -1,0 +1,91 @@
+"""`--set key=value` overrides for nested frozen config dataclasses.
+
+Keys are dotted paths (`train.steps=50`, `policy.trunk.width=64`, `policy.head.chunk_size=4`);
+values are parsed by the field's annotated type (int, float, bool, str, optional, tuples as
+comma-separated or JSON). An unknown key or an unparsable value raises `ConfigError` listing the
+valid keys, so a typo never silently trains the wrong model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from typing import Any
+
+from physai.errors import ConfigError
+
+
+def flat_keys(cfg: Any, prefix: str = "") -> list[str]:
+    out = []
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v):
+            out += flat_keys(v, f"{prefix}{f.name}.")
+        else:
+            out.append(f"{prefix}{f.name}")
+    return out
+
+
+def _parse(text: str, tp: Any, key: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if text.lower() in ("none", "null", "") and type(None) in args:
+            return None
+        errs = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _parse(text, a, key)
+            except ConfigError as e:
+                errs.append(str(e))
+        raise ConfigError(f"--set {key}: cannot parse '{text}' as {tp}")
+    if tp is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"--set {key}: expected a bool (true/false), got '{text}'")
+    if tp in (int, float, str):
+        try:
+            return tp(text)
+        except ValueError:
+            raise ConfigError(f"--set {key}: expected {tp.__name__}, got '{text}'") from None
+    if origin is tuple:
+        try:
+            items = json.loads(text) if text.strip().startswith("[") else [t for t in text.split(",") if t.strip()]
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"--set {key}: bad JSON list '{text}' ({e})") from None
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_parse(str(i) if not isinstance(i, list) else json.dumps(i), args[0], key) for i in items)
+        if len(args) != len(items):
+            raise ConfigError(f"--set {key}: expected {len(args)} items, got {len(items)}")
+        return tuple(_parse(str(i), a, key) for i, a in zip(items, args))
+    raise ConfigError(f"--set {key}: fields of type {tp} cannot be set from the command line")
+
+
+def apply_overrides(cfg: Any, pairs: list[str]) -> Any:
+    """Return a copy of `cfg` with each 'a.b.c=value' applied (validated by __post_init__)."""
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got '{pair}'")
+        key, text = pair.split("=", 1)
+        cfg = _set(cfg, key.strip().split("."), text, key.strip(), cfg)
+    return cfg
+
+
+def _set(cfg: Any, path: list[str], text: str, key: str, root: Any) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    if path[0] not in fields:
+        raise ConfigError(f"unknown key '{key}'; valid keys: {', '.join(flat_keys(root))}")
+    f = fields[path[0]]
+    cur = getattr(cfg, f.name)
+    if len(path) > 1:
+        if not dataclasses.is_dataclass(cur):
+            raise ConfigError(f"unknown key '{key}'; valid keys: {', '.join(flat_keys(root))}")
+        return dataclasses.replace(cfg, **{f.name: _set(cur, path[1:], text, key, root)})
+    if dataclasses.is_dataclass(cur):
+        raise ConfigError(f"'{key}' is a group; set one of its fields: {', '.join(flat_keys(cur, key + '.'))}")
+    hints = typing.get_type_hints(type(cfg))
+    return dataclasses.replace(cfg, **{f.name: _parse(text, hints[f.name], key)})

@@ -1,0 +1,242 @@
+"""Co-training loop: mixed-embodiment batches, AdamW + warm-up/cosine, gradient clipping, EMA,
+bf16 autocast on CUDA, optional torch.compile, atomic resumable checkpoints, JSONL metrics.
+
+The loss of a step is the batch-size-weighted sum over its per-embodiment sub-batches of
+`Policy.forward` (each head's action loss + world-model loss), every term logged separately.
+The batch source is any object with `next() -> list[batch]`, `state_dict()` and
+`load_state_dict()` (see `physai.data.loader`); its state is saved with each checkpoint so a
+resumed run sees exactly the batches an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from physai.errors import ConfigError
+from physai.train_state import load_optimizer, load_train_state, prune, save_train_state, set_rng_state
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 300  # optimizer steps
+    batch_size: int = 32  # samples per step, split across embodiments by weight
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 0.01
+    warmup_steps: int = 30  # linear warm-up, then cosine to lr * min_lr_ratio
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0  # max global grad norm (0 = off)
+    ema_decay: float | None = 0.99  # EMA of weights used for eval/best (None = off)
+    seed: int = 0
+    log_every: int = 10  # steps between JSONL metric lines
+    ckpt_every: int = 100  # steps between resumable checkpoints
+    keep_last: int = 2  # resumable checkpoints kept (plus `best` and `final`)
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    compile: bool = False  # torch.compile the policy
+    log_to: str = ""  # "", "tensorboard" or "wandb" (only if installed)
+    train_head_only: str = ""  # embodiment name: freeze trunk, train only its head (fine-tuning)
+    train_stem: bool = False  # with train_head_only: also train that embodiment's stem
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1:
+            raise ConfigError("train steps and batch_size must be >= 1")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ConfigError("precision must be auto|bf16|fp32")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ConfigError("ema_decay must be in (0, 1) or None")
+        if self.log_to not in ("", "tensorboard", "wandb"):
+            raise ConfigError("log_to must be '', 'tensorboard' or 'wandb'")
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+class EMA:
+    """Exponential moving average of a policy's parameters (buffers copied)."""
+
+    def __init__(self, policy, decay: float):
+        from physai.policy import Policy
+
+        self.decay = decay
+        self.model = Policy.build(policy.config, specs=policy.specs, backend=policy.trunk.backend,
+                                  normalizer=policy.normalizer).to(policy.device)
+        self.model.load_state_dict(policy.state_dict())
+        self.model.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, policy) -> None:
+        for e, p in zip(self.model.parameters(), policy.parameters()):
+            e.lerp_(p.detach(), 1.0 - self.decay)
+        for e, b in zip(self.model.buffers(), policy.buffers()):
+            e.copy_(b)
+
+
+class Trainer:
+    def __init__(self, policy, source, cfg: TrainConfig, out_dir: str | Path, val_batches: list | None = None,
+                 on_checkpoint: Callable[[int, Any], dict] | None = None):
+        self.policy, self.source, self.cfg = policy, source, cfg
+        self.out = Path(out_dir)
+        self.ckpt_root = self.out / "checkpoints"
+        self.val_batches = val_batches or []
+        self.on_checkpoint = on_checkpoint
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        if cfg.train_head_only:
+            params = policy.finetune_head(cfg.train_head_only, train_stem=cfg.train_stem)
+        else:
+            params = [p for p in policy.parameters() if p.requires_grad]
+        self.params = params
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_factor(s, cfg))
+        self.ema = EMA(policy, cfg.ema_decay) if cfg.ema_decay else None
+        self.step = 0
+        self.best = float("inf")
+        self.history: list[dict[str, Any]] = []
+        cuda = policy.device.type == "cuda"
+        self.amp = (cfg.precision == "bf16") or (cfg.precision == "auto" and cuda)
+        self.forward = torch.compile(policy) if cfg.compile else policy
+        self._logger = self._make_logger()
+
+    # ---- logging -----------------------------------------------------------------------------
+    def _make_logger(self):
+        if self.cfg.log_to == "tensorboard":
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as e:
+                raise ConfigError("log_to=tensorboard needs the 'tensorboard' package installed") from e
+            return SummaryWriter(str(self.out / "tb"))
+        if self.cfg.log_to == "wandb":
+            try:
+                import wandb
+            except ImportError as e:
+                raise ConfigError("log_to=wandb needs the 'wandb' package installed") from e
+            return wandb.init(project="physai", dir=str(self.out), config=asdict(self.cfg))
+        return None
+
+    def _log(self, rec: dict[str, Any]) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if self._logger is not None and hasattr(self._logger, "add_scalar"):
+            for k, v in rec.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self._logger.add_scalar(k, v, rec["step"])
+        elif self._logger is not None:
+            self._logger.log(rec, step=rec["step"])
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def latest_checkpoint(self) -> Path | None:
+        steps = sorted(p for p in self.ckpt_root.glob("step_*") if (p / "trainer_state.json").exists())
+        return steps[-1] if steps else None
+
+    def resume(self, directory: str | Path | None = None) -> bool:
+        d = Path(directory) if directory else self.latest_checkpoint()
+        if d is None:
+            return False
+        from safetensors.torch import load_model
+
+        state, tensors = load_train_state(d)
+        load_model(self.policy, str(d / "policy" / "model.safetensors"))
+        if self.ema is not None and (d / "ema").exists():
+            load_model(self.ema.model, str(d / "ema" / "model.safetensors"))
+        load_optimizer(self.opt, tensors, state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.source.load_state_dict(state["sampler"])
+        set_rng_state(state["rng"])
+        self.step, self.best = state["step"], state.get("best", float("inf"))
+        return True
+
+    def save(self) -> Path:
+        d = save_train_state(self.ckpt_root / f"step_{self.step:07d}", self.policy, self.ema.model if self.ema else None,
+                             self.opt, self.sched, self.source.state_dict(), self.step, {"best": self.best})
+        prune(self.ckpt_root, self.cfg.keep_last)
+        return d
+
+    def eval_policy(self):
+        return self.ema.model if self.ema is not None else self.policy
+
+    @torch.no_grad()
+    def validate(self) -> float | None:
+        if not self.val_batches:
+            return None
+        model = self.eval_policy()
+        model.eval()
+        tot = n = 0.0
+        for batch in self.val_batches:
+            loss, _ = model(batch)
+            b = len(batch["action"])
+            tot, n = tot + float(loss) * b, n + b
+        return tot / n
+
+    # ---- the loop ----------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        self.policy.train()
+        batches = self.source.next()
+        total = sum(len(b["action"]) for b in batches)
+        self.opt.zero_grad(set_to_none=True)
+        metrics: dict[str, float] = {}
+        loss_sum = 0.0
+        for b in batches:
+            with torch.autocast(self.policy.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                loss, m = self.forward(b)
+            (loss * len(b["action"]) / total).backward()
+            loss_sum += float(loss.detach()) * len(b["action"]) / total
+            metrics.update({k: v for k, v in m.items() if k != "loss"})
+        if self.cfg.grad_clip > 0:
+            metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip))
+        self.opt.step()
+        self.sched.step()
+        if self.ema is not None:
+            self.ema.update(self.policy)
+        metrics.update(loss=loss_sum, lr=self.sched.get_last_lr()[0], samples=total)
+        return metrics
+
+    def fit(self, show_progress: bool = True) -> dict[str, Any]:
+        cfg = self.cfg
+        t0, samples = time.perf_counter(), 0
+        cols = [TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[sps]:.0f} samples/s"),
+                TimeElapsedColumn(), TimeRemainingColumn()]
+        with Progress(*cols, disable=not show_progress, transient=False) as prog:
+            task = prog.add_task("train", total=cfg.steps, completed=self.step, loss=float("nan"), sps=0.0)
+            while self.step < cfg.steps:
+                m = self.train_step()
+                self.step += 1
+                samples += m["samples"]
+                sps = samples / (time.perf_counter() - t0)
+                prog.update(task, completed=self.step, loss=m["loss"], sps=sps)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    rec = {"step": self.step, "samples_per_s": sps, **m}
+                    self.history.append(rec)
+                    self._log(rec)
+                if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
+                    self._checkpoint()
+        final = self.out / "final"
+        self.eval_policy().save_pretrained(final)
+        return {"steps": self.step, "seconds": time.perf_counter() - t0, "samples_per_s": samples / max(time.perf_counter() - t0, 1e-9),
+                "final": str(final), "best": str(self.out / "best"), "best_metric": self.best}
+
+    def _checkpoint(self) -> None:
+        val = self.validate()
+        metric = val if val is not None else float(np.mean([h["loss"] for h in self.history[-5:]] or [np.inf]))
+        extra = {}
+        if self.on_checkpoint is not None:
+            extra = self.on_checkpoint(self.step, self.eval_policy()) or {}
+        if val is not None:
+            self._log({"step": self.step, "val_loss": val, **extra})
+        if metric < self.best:
+            self.best = metric
+            self.eval_policy().save_pretrained(self.out / "best")
+        self.save()

@@ -1,0 +1,90 @@
+"""The built-in recipes: `cotrain` (car + G1), `car_only`, `g1_only`, `finetune_t1`.
+
+Each is a plain function returning a `Recipe` (policy + training + data config). Defaults are
+small enough to finish on 2 CPU cores; scale them with `physai train --set key=value`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from physai.config import PolicyConfig, policy_config
+from physai.errors import ConfigError
+from physai.heads.base import HeadConfig
+from physai.recipes import RECIPES
+from physai.trainer import TrainConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    # (env id, episodes, sampling weight); datasets are recorded with the experts on first use
+    datasets: tuple[tuple[str, int, float], ...] = ()
+    root: str = "data"  # where recorded datasets are cached (one folder per env and size)
+    seed: int = 0  # first episode seed of the recordings (evaluation uses other seeds)
+    car_seconds: float = 30.0  # episode length of car recordings
+    humanoid_seconds: float = 20.0  # episode length of humanoid recordings
+    val_fraction: float = 0.1  # episodes held out for validation loss / best checkpoint
+
+    def __post_init__(self):
+        if not self.datasets:
+            raise ConfigError("a recipe needs at least one dataset (env, episodes, weight)")
+        for d in self.datasets:
+            if len(d) != 3 or d[1] < 1 or d[2] <= 0:
+                raise ConfigError(f"dataset entry {d}: expected (env id, episodes >= 1, weight > 0)")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str  # registry name
+    policy: PolicyConfig  # the model
+    train: TrainConfig  # the optimisation
+    data: DataConfig  # what to learn from
+    init_from: str = ""  # checkpoint to start from (fine-tuning); empty = from scratch
+    eval_env: tuple[str, ...] = ()  # envs for closed-loop evaluation after training
+    eval_episodes: int = 5  # closed-loop episodes per eval env
+    eval_seed: int = 1000  # seeds disjoint from the recordings
+
+
+def _policy(embodiments, chunk=8, **kw) -> PolicyConfig:
+    return policy_config("nano", embodiments=embodiments, head=HeadConfig(chunk_size=chunk, depth=2, heads=4),
+                         n_action_steps=kw.pop("n_action_steps", 4), **kw)
+
+
+@RECIPES.register("cotrain")
+def cotrain() -> Recipe:
+    """One nano model co-trained on car (highway) and G1 (walking) expert data."""
+    return Recipe(
+        name="cotrain",
+        policy=_policy(("car", "g1")),
+        train=TrainConfig(steps=1500, batch_size=64, lr=1e-3, warmup_steps=50, ckpt_every=250),
+        data=DataConfig(datasets=(("physai/car-highway", 30, 0.5), ("physai/g1-walk", 12, 0.5))),
+        eval_env=("physai/car-highway", "physai/g1-walk"),
+    )
+
+
+@RECIPES.register("car_only")
+def car_only() -> Recipe:
+    r = cotrain()
+    return Recipe(name="car_only", policy=_policy(("car",)), train=r.train,
+                  data=DataConfig(datasets=(("physai/car-highway", 30, 1.0),)), eval_env=("physai/car-highway",))
+
+
+@RECIPES.register("g1_only")
+def g1_only() -> Recipe:
+    r = cotrain()
+    return Recipe(name="g1_only", policy=_policy(("g1",)), train=r.train,
+                  data=DataConfig(datasets=(("physai/g1-walk", 12, 1.0),)), eval_env=("physai/g1-walk",))
+
+
+@RECIPES.register("finetune_t1")
+def finetune_t1() -> Recipe:
+    """A new robot (Booster T1) head on the frozen co-trained trunk: only T1's head (+ stem) trains."""
+    return Recipe(
+        name="finetune_t1",
+        policy=_policy(("t1",)),
+        train=TrainConfig(steps=600, batch_size=64, lr=1e-3, warmup_steps=30, ckpt_every=200,
+                          train_head_only="t1", train_stem=True),
+        data=DataConfig(datasets=(("physai/t1-walk", 8, 1.0),)),
+        init_from="runs/cotrain/final",
+        eval_env=("physai/t1-walk",),
+    )
