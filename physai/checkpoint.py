@@ -34,9 +34,10 @@ def atomic_write_dir(directory: str | Path, write_fn) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{d.name}.tmp-", dir=d.parent))
     try:
         write_fn(tmp)
-        for f in tmp.iterdir():  # flush file contents before the rename makes them visible
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
+        for f in tmp.rglob("*"):  # flush file contents before the rename makes them visible
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
         old = None
         if d.exists():
             old = d.parent / f".{d.name}.old-{os.getpid()}"

@@ -43,3 +43,26 @@ def make_obs(spec, rng=None):
         "proprio": rng.standard_normal(spec.proprio_dim).astype(np.float32),
         "command": spec.default_command(),
     }
+
+
+class SyntheticSource:
+    """A deterministic mixed-embodiment batch source (the trainer's source protocol) for tests:
+    batch i is a pure function of (seed, i), so `state_dict` is just the counter."""
+
+    def __init__(self, specs, batch_size=4, chunk_size=4, seed=0, weights=None):
+        self.specs, self.B, self.H, self.seed = list(specs), batch_size, chunk_size, seed
+        self.weights = weights or [1.0] * len(self.specs)
+        self.i = 0
+
+    def next(self):
+        g = np.random.default_rng([self.seed, self.i])
+        self.i += 1
+        p = np.asarray(self.weights) / np.sum(self.weights)
+        counts = g.multinomial(self.B, p)
+        return [make_batch(s, B=int(n), H=self.H, seed=int(g.integers(1 << 30))) for s, n in zip(self.specs, counts) if n > 0]
+
+    def state_dict(self):
+        return {"i": self.i, "seed": self.seed}
+
+    def load_state_dict(self, st):
+        self.i, self.seed = int(st["i"]), int(st["seed"])

@@ -88,7 +88,6 @@ def save_train_state(directory: str | Path, policy, ema_policy, optimizer, sched
         state = {"step": step, "optimizer": meta, "scheduler": scheduler.state_dict(), "sampler": sampler_state,
                  "rng": rng_state(), **extra}
         (tmp / "trainer_state.json").write_text(json.dumps(state))
-        # policy/ and ema/ are directories: atomic_write_dir fsyncs only top-level files
 
     return atomic_write_dir(directory, write)
 
