@@ -54,12 +54,13 @@ class SyntheticSource:
         self.weights = weights or [1.0] * len(self.specs)
         self.i = 0
 
-    def next(self):
+    def sample(self):
         g = np.random.default_rng([self.seed, self.i])
         self.i += 1
         p = np.asarray(self.weights) / np.sum(self.weights)
         counts = g.multinomial(self.B, p)
-        return [make_batch(s, B=int(n), H=self.H, seed=int(g.integers(1 << 30))) for s, n in zip(self.specs, counts) if n > 0]
+        return {s.name: make_batch(s, B=int(n), H=self.H, seed=int(g.integers(1 << 30)))
+                for s, n in zip(self.specs, counts) if n > 0}
 
     def state_dict(self):
         return {"i": self.i, "seed": self.seed}

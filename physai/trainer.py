@@ -3,7 +3,7 @@ bf16 autocast on CUDA, optional torch.compile, atomic resumable checkpoints, JSO
 
 The loss of a step is the batch-size-weighted sum over its per-embodiment sub-batches of
 `Policy.forward` (each head's action loss + world-model loss), every term logged separately.
-The batch source is any object with `next() -> list[batch]`, `state_dict()` and
+The batch source is any object with `sample() -> {embodiment: batch}`, `state_dict()` and
 `load_state_dict()` (see `physai.data.loader`); its state is saved with each checkpoint so a
 resumed run sees exactly the batches an uninterrupted run would.
 """
@@ -183,7 +183,7 @@ class Trainer:
     # ---- the loop ----------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
         self.policy.train()
-        batches = self.source.next()
+        batches = list(self.source.sample().values())
         total = sum(len(b["action"]) for b in batches)
         self.opt.zero_grad(set_to_none=True)
         metrics: dict[str, float] = {}

@@ -78,7 +78,7 @@ def test_loss_falls_and_ema_lags(tmp_path):
     torch.manual_seed(0)
     pol = Policy.build(tiny_config(embodiments=("car",)))
     src = SyntheticSource([pol.specs["car"]], batch_size=4, seed=1)
-    src.next = (lambda b: (lambda: b))(src.next())  # one fixed batch: must be overfit
+    src.sample = (lambda b: (lambda: b))(src.sample())  # one fixed batch: must be overfit
     tr = Trainer(pol, src, TrainConfig(steps=40, lr=3e-3, warmup_steps=5, ckpt_every=100, log_every=5, ema_decay=0.9), tmp_path)
     tr.fit(show_progress=False)
     hist = [h["loss"] for h in tr.history]

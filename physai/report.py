@@ -1,0 +1,82 @@
+"""Output helpers shared by the commands: rich tables from rows of dicts, atomic JSON files,
+and training-curve plots (PNG, matplotlib's Agg backend)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "-"
+        a = abs(v)
+        return f"{v:.3g}" if (a < 1e-2 and a > 0) or a >= 1e4 else f"{v:.3f}".rstrip("0").rstrip(".") if a < 100 else f"{v:.1f}"
+    return str(v)
+
+
+def table(rows: Sequence[dict[str, Any]], title: str, columns: Sequence[str] | None = None) -> Table:
+    cols = list(columns) if columns else list(dict.fromkeys(k for r in rows for k in r))
+    t = Table(title=title, header_style="bold")
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("agent", "env", "name", "item", "embodiment", "policy") else "right")
+    for r in rows:
+        t.add_row(*(fmt(r.get(c, float("nan"))) for c in cols))
+    return t
+
+
+def print_table(rows, title, columns=None) -> None:
+    console.print(table(rows, title, columns))
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+    os.replace(tmp, p)
+    return p
+
+
+def plot_curves(history: Iterable[dict[str, Any]], path: str | Path, keys: Sequence[str] | None = None,
+                title: str = "training") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hist = list(history)
+    keys = keys or [k for k in hist[0] if k.endswith(("loss", "_ce", "l1", "flow_mse")) and k != "val_loss"] if hist else []
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for k in keys:
+        pts = [(h["step"], h[k]) for h in hist if k in h]
+        if pts:
+            ax.plot(*zip(*pts), label=k)
+    ax.set_xlabel("step")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p)
+    plt.close(fig)
+    return p
+
+
+METRIC_COLUMNS = {
+    "car": ["progress_m", "collision", "offroad_s", "lane_error_m", "mean_abs_jerk", "speed_limit_compliance",
+            "stall_s", "length_s", "safety_interventions"],
+    "humanoid": ["fell", "survival_s", "tracking_error", "energy_J", "action_smoothness", "length_s",
+                 "safety_interventions"],
+}
