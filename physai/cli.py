@@ -88,12 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_run.add_parsers(sub)
     bench = sub.add_parser("bench", help="benchmarks: data, policies, latency, train").add_subparsers(dest="bench", required=True)
     cli_data.add_bench_parsers(bench)
-    try:
-        from physai.recipes import bench as bench_cmds
+    from physai.recipes import bench as bench_cmds
 
-        bench_cmds.add_bench_parsers(bench)
-    except ImportError:
-        pass
+    bench_cmds.add_bench_parsers(bench)
     return ap
 
 

@@ -1,0 +1,174 @@
+"""Benchmarks `physai bench latency | train | policies`: physai side by side with LeRobot's own
+ACT / Diffusion policies in the same process, same threads, same inputs; each prints a rich
+table and writes JSON with the raw figures and the ratios. No timed assertions anywhere: these
+are measurements, reported as they come out.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from physai.report import console, print_table, write_json
+
+
+def percentile_ms(fn: Callable[[], Any], n: int, warmup: int = 5) -> dict[str, float]:
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t) * 1e3)
+    a = np.asarray(ts)
+    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean())}
+
+
+def _physai_policy(embodiments, preset="nano", chunk=8, n_action_steps=1):
+    from physai.config import policy_config
+    from physai.heads.base import HeadConfig
+    from physai.policy import Policy
+
+    cfg = policy_config(preset, embodiments=tuple(embodiments), head=HeadConfig(chunk_size=chunk), n_action_steps=n_action_steps)
+    return Policy.build(cfg).eval()
+
+
+def n_params(m) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+# ---- latency --------------------------------------------------------------------------------
+def bench_latency(threads: int = 2, calls: int = 100, chunk: int = 8, preset: str = "nano") -> dict[str, Any]:
+    from physai.baselines import LeRobotBaseline
+    from physai.embodiments import get_spec
+    from physai.testing import make_obs
+
+    torch.set_num_threads(threads)
+    rows = []
+    for emb in ("car", "g1"):
+        spec = get_spec(emb)
+        rng = np.random.default_rng(0)
+        obs = [make_obs(spec, rng) for _ in range(16)]
+        pol = _physai_policy([emb], preset, chunk, n_action_steps=1)  # re-plan every call: full inference each time
+        act = LeRobotBaseline("act", spec, chunk_size=chunk, n_action_steps=1).eval()  # LeRobot ACT defaults otherwise
+        i = {"k": 0}
+
+        def nxt():
+            i["k"] += 1
+            return obs[i["k"] % len(obs)]
+
+        with torch.inference_mode():
+            p = percentile_ms(lambda: pol.select_action(nxt(), emb), calls)
+            a = percentile_ms(lambda: act.select_action(nxt()), calls)
+        rows.append({"embodiment": emb, "policy": f"physai {preset}", "params_M": n_params(pol) / 1e6, **p})
+        rows.append({"embodiment": emb, "policy": "lerobot ACT", "params_M": n_params(act) / 1e6, **a})
+        rows.append({"embodiment": emb, "policy": "ratio physai/ACT", "params_M": float("nan"),
+                     "p50_ms": p["p50_ms"] / a["p50_ms"], "p99_ms": p["p99_ms"] / a["p99_ms"], "mean_ms": p["mean_ms"] / a["mean_ms"]})
+    return {"threads": threads, "calls": calls, "chunk_size": chunk, "n_action_steps": 1, "rows": rows}
+
+
+# ---- training throughput + FLOP/s ------------------------------------------------------------
+def matmul_peak_flops(threads: int, n: int = 1024, reps: int = 20) -> float:
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t)
+
+
+def _train_rate(model, batch_fn, steps: int, lr: float = 1e-4) -> float:
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    batches = [batch_fn() for _ in range(steps + 2)]
+    for b in batches[:2]:
+        loss, _ = model(b)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    t = time.perf_counter()
+    for b in batches[2:]:
+        loss, _ = model(b)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return sum(len(b["action"]) for b in batches[2:]) / (time.perf_counter() - t)
+
+
+def bench_train(threads: int = 2, batch_size: int = 32, steps: int = 8, preset: str = "small", chunk: int = 8,
+                act_dim_model: int = 256) -> dict[str, Any]:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from physai.baselines import LeRobotBaseline
+    from physai.embodiments import get_spec
+    from physai.testing import make_batch
+
+    torch.set_num_threads(threads)
+    spec = get_spec("car")
+    pol = _physai_policy(["car"], preset, chunk)
+    act = LeRobotBaseline("act", spec, chunk_size=chunk, n_action_steps=chunk, dim_model=act_dim_model,
+                          dim_feedforward=4 * act_dim_model)
+    seeds = iter(range(10_000))
+    bp = lambda: make_batch(spec, B=batch_size, H=chunk, seed=next(seeds))
+    ba = lambda: make_batch(spec, B=batch_size, H=chunk, seed=next(seeds), next_obs=False)
+    peak = matmul_peak_flops(threads)
+    with FlopCounterMode(display=False) as fc:
+        loss, _ = pol(bp())
+        loss.backward()
+    flops_step = fc.get_total_flops()
+    sps_p = _train_rate(pol, bp, steps)
+    sps_a = _train_rate(act, ba, steps)
+    achieved = flops_step / batch_size * sps_p
+    rows = [
+        {"policy": f"physai {preset}", "params_M": n_params(pol) / 1e6, "samples_per_s": sps_p,
+         "GFLOP_per_sample": flops_step / batch_size / 1e9, "achieved_GFLOPs": achieved / 1e9,
+         "fraction_of_matmul_peak": achieved / peak},
+        {"policy": f"lerobot ACT d{act_dim_model}", "params_M": n_params(act) / 1e6, "samples_per_s": sps_a},
+        {"policy": "ratio physai/ACT", "samples_per_s": sps_p / sps_a},
+    ]
+    return {"threads": threads, "batch_size": batch_size, "steps": steps, "matmul_peak_GFLOPs": peak / 1e9, "rows": rows}
+
+
+def cmd_latency(args) -> int:
+    res = bench_latency(args.threads, args.calls, args.chunk, args.preset)
+    print_table(res["rows"], f"physai bench latency (select_action, re-plan every call, {args.threads} threads)",
+                ["embodiment", "policy", "params_M", "p50_ms", "p99_ms", "mean_ms"])
+    write_json(args.json, res)
+    console.print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    res = bench_train(args.threads, args.batch_size, args.steps, args.preset, act_dim_model=args.act_dim)
+    print_table(res["rows"], f"physai bench train (car, batch {args.batch_size}, {args.threads} threads, "
+                f"matmul peak {res['matmul_peak_GFLOPs']:.1f} GFLOP/s)")
+    write_json(args.json, res)
+    console.print(f"wrote {args.json}")
+    return 0
+
+
+def add_bench_parsers(bench_sub) -> None:
+    p = bench_sub.add_parser("latency", help="select_action p50/p99: physai vs LeRobot ACT, same inputs and threads")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--calls", type=int, default=100)
+    p.add_argument("--chunk", type=int, default=8)
+    p.add_argument("--preset", default="nano")
+    p.add_argument("--json", default="bench/latency.json")
+    p.set_defaults(fn=cmd_latency)
+    p = bench_sub.add_parser("train", help="training samples/s vs ACT at comparable size, FLOP/s vs matmul peak")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--preset", default="small")
+    p.add_argument("--act-dim", type=int, default=256, help="ACT dim_model (sets its size)")
+    p.add_argument("--json", default="bench/train.json")
+    p.set_defaults(fn=cmd_train)
+    from physai.recipes.bench_policies import add_parser
+
+    add_parser(bench_sub)
