@@ -1,6 +1,8 @@
 """The physical-language bottleneck and the world model that predicts it.
 
-`PhysicalBottleneck`: K learned readout tokens attend over the trunk's output, are projected to
+`PhysicalBottleneck`: K learned readout tokens ride through the trunk with the observation tokens
+(so they are input-dependent at every layer, which keeps FSQ codes from collapsing to one value),
+then cross-attend over the trunk's output once more, are projected to
 `len(levels)` scalars and quantized with FSQ into discrete codes from one vocabulary shared by all
 embodiments, then projected back to the trunk width for the heads. `WorldModel`: given the
 current quantized tokens and the action chunk taken (embodiment-specific action embedding),
@@ -36,10 +38,18 @@ class PhysicalBottleneck(nn.Module):
         """[B, K, d] quantized -> [B, K, W] token features for the heads."""
         return self.from_code(quantized) + self.pos
 
-    def forward(self, trunk_out: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.read(self.queries.expand(trunk_out.shape[0], -1, -1), ctx=trunk_out)  # [B, K, W]
-        q, codes = self.fsq(self.to_code(x))  # [B, K, d], [B, K]
-        return {"tokens": self.embed(q), "quantized": q, "codes": codes}
+    def registers(self, batch: int) -> torch.Tensor:
+        """The K readout tokens, appended to the trunk's input so they attend at every layer. [B, K, W]"""
+        return self.queries.expand(batch, -1, -1)
+
+    def forward(self, trunk_out: torch.Tensor, readout: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """trunk_out: [B, L, W] observation tokens; readout: [B, K, W] the registers' trunk outputs
+        (input-dependent queries; without them the learned queries are used)."""
+        q0 = self.registers(trunk_out.shape[0]) if readout is None else readout
+        x = self.read(q0, ctx=trunk_out)  # [B, K, W]
+        z = self.to_code(x)  # [B, K, d]
+        q, codes = self.fsq(z)  # [B, K, d], [B, K]
+        return {"tokens": self.embed(q), "quantized": q, "codes": codes, "z": z}
 
 
 class WorldModel(nn.Module):

@@ -31,6 +31,7 @@ class PolicyConfig:
     world_model: bool = True  # predict next physical tokens from (tokens, action)
     world_model_depth: int = 2  # blocks in the world-model predictor
     world_model_weight: float = 0.5  # weight of the world-model loss in forward()
+    code_entropy_weight: float = 0.5  # FSQ code-usage regulariser (keeps physical tokens from collapsing)
     temporal_ensemble: float | None = None  # ACT-style ensembling coefficient; None = chunk queue
     n_action_steps: int | None = None  # actions executed per predicted chunk (None = chunk_size)
     proprio_norm: str = "mean_std"  # normalization mode for proprioception

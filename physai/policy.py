@@ -101,8 +101,11 @@ class Policy(nn.Module):
     # ---- core computation ------------------------------------------------------------------
     def encode(self, obs: dict[str, torch.Tensor], embodiment: str) -> dict[str, torch.Tensor]:
         """Canonical obs (proprio already normalized) -> features for the heads."""
-        x = self.trunk(self.stems[embodiment](obs))  # [B, L, W]
-        feats = self.bottleneck(x)  # tokens [B, K, W], quantized [B, K, d], codes [B, K]
+        toks = self.stems[embodiment](obs)  # [B, L, W]
+        K = self.config.n_readout
+        y = self.trunk(torch.cat([toks, self.bottleneck.registers(toks.shape[0])], dim=1))  # [B, L + K, W]
+        x, readout = y[:, :-K], y[:, -K:]
+        feats = self.bottleneck(x, readout)  # tokens [B, K, W], quantized [B, K, d], codes [B, K]
         if self.config.head_reads_trunk:
             feats["trunk"] = x
         return feats
@@ -137,6 +140,10 @@ class Policy(nn.Module):
             wm = self.world_model_loss(feats, target["action"], batch, spec)
             loss = loss + self.config.world_model_weight * wm
             metrics[f"{emb}/world_model_ce"] = float(wm.detach())
+        if self.config.code_entropy_weight > 0 and self.training:
+            ent = self.bottleneck.fsq.entropy_loss(feats["z"])
+            loss = loss + self.config.code_entropy_weight * ent
+            metrics[f"{emb}/code_entropy_loss"] = float(ent.detach())
         metrics.update({f"{emb}/{k}": v for k, v in self.bottleneck.fsq.code_stats(feats["codes"]).items()})
         metrics["loss"] = float(loss.detach())
         return loss, metrics

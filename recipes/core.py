@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from physai.config import PolicyConfig, policy_config
 from physai.errors import ConfigError
 from physai.heads.base import HeadConfig
+from physai.stems import StemConfig
 from physai.recipes import RECIPES
 from physai.trainer import TrainConfig
 
@@ -46,6 +47,10 @@ class Recipe:
 
 
 def _policy(embodiments, chunk=8, **kw) -> PolicyConfig:
+    # heads read the physical tokens and the trunk features: on 2 CPU cores and a few thousand
+    # steps the token-only path learns markedly slower (measured: G1 L1 0.22 vs 0.14 after 200 steps)
+    kw.setdefault("head_reads_trunk", True)
+    kw.setdefault("stem", StemConfig(patch_size=16))  # 4x4 patches of 64x64 images: 4x fewer tokens than 8x8
     return policy_config("nano", embodiments=embodiments, head=HeadConfig(chunk_size=chunk, depth=2, heads=4),
                          n_action_steps=kw.pop("n_action_steps", 4), **kw)
 

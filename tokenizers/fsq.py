@@ -62,6 +62,23 @@ class FSQ(nn.Module):
         half_w = (self._levels // 2).float()
         return (digits.float() - half_w) / half_w
 
+    def entropy_loss(self, z: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+        """Code-usage regulariser (as LFQ/MAGVIT-v2, per FSQ dimension): mean per-sample entropy of
+        the soft level assignment minus the entropy of the batch-average assignment. Minimising it
+        makes each token commit to a level while the batch spreads over all levels, which keeps
+        the codes from collapsing to one value. z: [..., dim] (pre-bound)."""
+        bounded = self._bound(z.float()).reshape(-1, self.dim)  # [N, dim]
+        loss = bounded.new_zeros(())
+        for i, L in enumerate(self.levels):
+            grid = torch.arange(L, device=z.device, dtype=torch.float32) - L // 2  # integer levels
+            logits = -(bounded[:, i : i + 1] - grid) ** 2 / temperature  # [N, L]
+            p = logits.softmax(-1)
+            per_sample = -(p * p.clamp_min(1e-9).log()).sum(-1).mean()
+            avg = p.mean(0)
+            batch = -(avg * avg.clamp_min(1e-9).log()).sum()
+            loss = loss + (per_sample - batch) / math.log(L)
+        return loss / self.dim
+
     def code_stats(self, codes: torch.Tensor) -> dict[str, float]:
         """Fraction of the vocabulary used and perplexity of the code histogram."""
         hist = torch.bincount(codes.reshape(-1), minlength=self.vocab_size).float()
