@@ -1,0 +1,99 @@
+"""CLI wiring for data: `physai collect ...` and `physai bench data ...` (arguments parsed only here).
+
+`add_parsers(sub)` adds `collect` to the top-level subparsers; `add_bench_parsers(bench_sub)` adds
+`data` to the `bench` command's subparsers. Handlers call `physai.data.collect.collect` and
+`physai.data.bench.bench_data` and print a rich table at the end (episodes, frames, frames/s, path,
+or the loader benchmark); `bench data --json OUT` also writes the report as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from physai.errors import ConfigError
+
+console = Console()
+
+
+def _kv(s: str) -> tuple[str, object]:
+    if "=" not in s:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{s}'")
+    k, v = s.split("=", 1)
+    try:
+        return k, json.loads(v)
+    except json.JSONDecodeError:
+        return k, v
+
+
+def cmd_collect(args) -> int:
+    from physai.data.collect import collect
+
+    kw = dict(args.env_kwarg or [])
+    summary: dict | None = None
+    try:
+        summary = collect(args.env, args.episodes, args.out, seed=args.seed, dagger=args.dagger,
+                          video_dir=args.video, max_steps=args.max_steps, env_kwargs=kw)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: the episode in progress was dropped, committed episodes are kept[/]")
+    if summary is None:
+        from physai.data.format import META_FILE
+
+        meta = Path(args.out) / META_FILE
+        n = json.loads(meta.read_text())["total_episodes"] if meta.is_file() else 0
+        console.print(f"dataset {args.out}: {n} episodes")
+        return 130
+    t = Table(title=f"collect {args.env}", header_style="bold")
+    for c in ("episodes", "frames", "frames/s", "total episodes", "path"):
+        t.add_column(c, justify="right" if c != "path" else "left")
+    t.add_row(str(summary["episodes"]), str(summary["frames"]), f"{summary['frames_per_s']:.1f}",
+              str(summary["total_episodes"]), summary["path"])
+    console.print(t)
+    return 0
+
+
+def cmd_bench_data(args) -> int:
+    from physai.data.bench import bench_data, print_report
+
+    if args.batch_size < 1 or args.chunk_size < 1 or args.batches < 1:
+        raise ConfigError("--batch-size, --chunk-size and --batches must be >= 1")
+    report = bench_data(args.datasets, batch_size=args.batch_size, chunk_size=args.chunk_size, batches=args.batches,
+                        workers=tuple(args.workers), cache_dir=args.cache_dir, log=lambda m: console.print(f"[dim]{m}[/]"))
+    print_report(report, console)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2))
+        console.print(f"wrote {args.json}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """Add `collect` to the top-level `physai` subparsers."""
+    p = sub.add_parser("collect", help="record expert (or DAgger) episodes into a LeRobot v3 dataset")
+    p.add_argument("--env", required=True, help="gymnasium id, e.g. physai/car-highway, physai/g1-walk")
+    p.add_argument("--episodes", type=int, required=True, help="episodes to add")
+    p.add_argument("--out", required=True, help="dataset directory (created, or appended to)")
+    p.add_argument("--seed", type=int, default=0, help="episode k is reset with seed S + k")
+    p.add_argument("--dagger", metavar="CHECKPOINT", help="a physai Policy drives; the expert's actions are recorded")
+    p.add_argument("--video", metavar="DIR", help="also write one MP4 roll-out per episode here")
+    p.add_argument("--max-steps", type=int, help="cap episode length (default: the env's own limit)")
+    p.add_argument("--env-kwarg", type=_kv, action="append", metavar="KEY=VALUE",
+                   help="env constructor argument (JSON value), repeatable, e.g. render_images=true")
+    p.set_defaults(fn=cmd_collect)
+
+
+def add_bench_parsers(bench_sub) -> None:
+    """Add `data` to the `physai bench` subparsers."""
+    p = bench_sub.add_parser("data", help="physai loader vs LeRobotDataset + DataLoader (samples/s)")
+    p.add_argument("--json", metavar="OUT", help="write the report as JSON here")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--chunk-size", type=int, default=8, help="action chunk H")
+    p.add_argument("--batches", type=int, default=20, help="timed baseline batches per setting")
+    p.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="baseline DataLoader num_workers values")
+    p.add_argument("--datasets", nargs="+", metavar="DIR", help="datasets to load (default: record small ones)")
+    p.add_argument("--cache-dir", help="where default datasets are recorded (default ~/.cache/physai/bench_data)")
+    p.set_defaults(fn=cmd_bench_data)
