@@ -34,6 +34,7 @@ class PolicyConfig:
     code_entropy_weight: float = 0.5  # FSQ code-usage regulariser (keeps physical tokens from collapsing)
     temporal_ensemble: float | None = None  # ACT-style ensembling coefficient; None = chunk queue
     n_action_steps: int | None = None  # actions executed per predicted chunk (None = chunk_size)
+    residual_actions: tuple[str, ...] = ()  # embodiments predicting actions relative to proprio's last_action_*
     proprio_norm: str = "mean_std"  # normalization mode for proprioception
     action_norm: str = "min_max"  # normalization mode for actions
     preset: str = "custom"  # name of the trunk preset this came from (informational)
@@ -64,7 +65,7 @@ class PolicyConfig:
         d["trunk"] = TrunkConfig(**d.get("trunk", {}))
         d["stem"] = StemConfig(**d.get("stem", {}))
         d["head"] = HeadConfig(**d.get("head", {}))
-        for k in ("embodiments", "fsq_levels"):
+        for k in ("embodiments", "fsq_levels", "residual_actions"):
             if k in d:
                 d[k] = tuple(d[k])
         if "head_types" in d:

@@ -48,7 +48,9 @@ def build_policy(recipe, loader):
     with the recipe's new embodiments added (fine-tuning)."""
     from physai.policy import Policy
 
-    norm = loader.normalizer({"proprio": recipe.policy.proprio_norm, "action": recipe.policy.action_norm})
+    norm = loader.normalizer({"proprio": recipe.policy.proprio_norm, "action": recipe.policy.action_norm,
+                              "action_delta": recipe.policy.action_norm})
+    fit_residual_stats(norm, loader, recipe.policy.residual_actions)
     if not recipe.init_from:
         return Policy.build(recipe.policy, specs=loader.specs, normalizer=norm)
     if not (Path(recipe.init_from) / "config.json").exists():
@@ -56,11 +58,37 @@ def build_policy(recipe, loader):
                               f"train it first (e.g. `physai train --recipe cotrain --out runs/cotrain`) "
                               f"or pass --set init_from=DIR")
     pol = Policy.from_pretrained(recipe.init_from)
+    import dataclasses
+
+    pol.config = dataclasses.replace(pol.config, residual_actions=tuple(
+        dict.fromkeys(pol.config.residual_actions + recipe.policy.residual_actions)))
     for emb, spec in loader.specs.items():
         if emb not in pol.specs:
             pol.add_embodiment(spec, head=recipe.policy.head_type(emb, spec.default_head))
         pol.normalizer.stats[emb] = norm.stats[emb]
+    pol.normalizer.modes.setdefault("action_delta", recipe.policy.action_norm)
     return pol
+
+
+def fit_residual_stats(norm, loader, embodiments, batches: int = 40) -> None:
+    """Stats of (action chunk - last applied action) for embodiments that predict residuals."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for emb in embodiments:
+        if emb not in loader.specs:
+            continue
+        spec = loader.specs[emb]
+        idx = [spec.proprio_names.index(f"last_action_{a}") for a in spec.action_names]
+        n = loader.num_frames()[emb]
+        deltas = []
+        for _ in range(batches):
+            b = loader.batch_for(emb, rng.integers(0, n, 64))
+            base = np.asarray(b["proprio"])[:, -1, idx]  # [B, A]
+            d = np.asarray(b["action"]) - base[:, None]  # [B, H, A]
+            keep = ~np.asarray(b["action_is_pad"])
+            deltas.append(d[keep])
+        norm.fit(emb, "action_delta", np.concatenate(deltas))
 
 
 def train_recipe(recipe, out: str | Path, resume: bool = True, progress: bool = True) -> dict[str, Any]:

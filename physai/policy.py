@@ -40,7 +40,8 @@ class Policy(nn.Module):
         self.trunk, self.bottleneck, self.world_model = trunk, bottleneck, world_model
         self.stems, self.heads = nn.ModuleDict(stems), nn.ModuleDict(heads)
         self.config, self.specs = config, dict(specs)
-        self.normalizer = normalizer or Normalizer(modes={"proprio": config.proprio_norm, "action": config.action_norm})
+        self.normalizer = normalizer or Normalizer(modes={"proprio": config.proprio_norm, "action": config.action_norm,
+                                                          "action_delta": config.action_norm})
         self._queues: dict[str, deque] = {}
         self._history: dict[str, deque] = {}
 
@@ -130,7 +131,7 @@ class Policy(nn.Module):
         B, H = obs["proprio"].shape[0], self.config.head.chunk_size
         action = check_actions("action", batch["action"], B, H, spec.action_dim).to(self.device)
         is_pad = batch.get("action_is_pad")
-        target = {"action": self.normalizer.normalize(emb, "action", action),
+        target = {"action": self._to_target(action, obs, emb),
                   "action_is_pad": None if is_pad is None else torch.as_tensor(is_pad, device=self.device).bool()}
         feats = self.encode(self._norm_obs(obs, emb), emb)
         loss, metrics = self.heads[emb].compute_loss(feats, target)
@@ -169,6 +170,34 @@ class Policy(nn.Module):
         actions = torch.where(torch.isfinite(actions), actions, (lo + hi) / 2)
         return torch.minimum(torch.maximum(actions, lo), hi)
 
+    # ---- action targets: absolute, or relative to the last applied action ---------------------
+    def residual_index(self, embodiment: str) -> list[int] | None:
+        """Proprio indices of `last_action_<name>` when `embodiment` predicts residual actions."""
+        if embodiment not in self.config.residual_actions:
+            return None
+        spec = self.specs[embodiment]
+        names = [f"last_action_{a}" for a in spec.action_names]
+        missing = [n for n in names if n not in spec.proprio_names]
+        if missing:
+            raise ConfigError(f"residual_actions for '{embodiment}' needs proprio fields {missing[:3]}...")
+        return [spec.proprio_names.index(n) for n in names]
+
+    def residual_base(self, obs: dict[str, torch.Tensor], embodiment: str) -> torch.Tensor | None:
+        idx = self.residual_index(embodiment)
+        return None if idx is None else obs["proprio"][:, -1, idx].float()  # [B, A] raw units
+
+    def _to_target(self, action: torch.Tensor, obs, emb: str) -> torch.Tensor:
+        base = self.residual_base(obs, emb)
+        if base is None:
+            return self.normalizer.normalize(emb, "action", action)
+        return self.normalizer.normalize(emb, "action_delta", action - base[:, None])
+
+    def _from_output(self, norm: torch.Tensor, obs, emb: str) -> torch.Tensor:
+        base = self.residual_base(obs, emb)
+        if base is None:
+            return self.normalizer.unnormalize(emb, "action", norm)
+        return self.normalizer.unnormalize(emb, "action_delta", norm) + base[:, None]
+
     def _predict(self, o: dict[str, torch.Tensor], embodiment: str) -> torch.Tensor:
         """Canonical (validated) obs -> bounded chunk [B, H, A] in physical units."""
         was_training = self.training
@@ -177,7 +206,7 @@ class Policy(nn.Module):
             norm = self.heads[embodiment].sample_actions(self.encode(self._norm_obs(o, embodiment), embodiment))
         finally:
             self.train(was_training)
-        return self._bounded(self.normalizer.unnormalize(embodiment, "action", norm.float()), self.specs[embodiment])
+        return self._bounded(self._from_output(norm.float(), o, embodiment), self.specs[embodiment])
 
     @torch.no_grad()
     def predict_action_chunk(self, obs: Mapping[str, Any], embodiment: str) -> torch.Tensor:

@@ -60,7 +60,7 @@ def cotrain() -> Recipe:
     """One nano model co-trained on car (highway) and G1 (walking) expert data."""
     return Recipe(
         name="cotrain",
-        policy=_policy(("car", "g1")),
+        policy=_policy(("car", "g1"), residual_actions=("g1",)),
         train=TrainConfig(steps=1500, batch_size=64, lr=1e-3, warmup_steps=50, ckpt_every=250),
         data=DataConfig(datasets=(("physai/car-highway", 30, 0.5), ("physai/g1-walk", 12, 0.5))),
         eval_env=("physai/car-highway", "physai/g1-walk"),
@@ -77,7 +77,7 @@ def car_only() -> Recipe:
 @RECIPES.register("g1_only")
 def g1_only() -> Recipe:
     r = cotrain()
-    return Recipe(name="g1_only", policy=_policy(("g1",)), train=r.train,
+    return Recipe(name="g1_only", policy=_policy(("g1",), residual_actions=("g1",)), train=r.train,
                   data=DataConfig(datasets=(("physai/g1-walk", 12, 1.0),)), eval_env=("physai/g1-walk",))
 
 
@@ -86,7 +86,7 @@ def finetune_t1() -> Recipe:
     """A new robot (Booster T1) head on the frozen co-trained trunk: only T1's head (+ stem) trains."""
     return Recipe(
         name="finetune_t1",
-        policy=_policy(("t1",)),
+        policy=_policy(("t1",), residual_actions=("t1",)),
         train=TrainConfig(steps=600, batch_size=64, lr=1e-3, warmup_steps=30, ckpt_every=200,
                           train_head_only="t1", train_stem=True),
         data=DataConfig(datasets=(("physai/t1-walk", 8, 1.0),)),

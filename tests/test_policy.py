@@ -189,3 +189,24 @@ def test_timm_model_by_name_as_image_stem():
     assert torch.isfinite(loss)
     with pytest.raises(ConfigError):
         Policy.build(tiny_config(embodiments=("car",), stem=StemConfig(image_model="no_such_model_xyz")))
+
+
+def test_residual_actions_are_relative_to_last_action():
+    pol = Policy.build(tiny_config(embodiments=("g1",), residual_actions=("g1",)))
+    spec = pol.specs["g1"]
+    idx = pol.residual_index("g1")
+    assert [spec.proprio_names[i] for i in idx[:2]] == [f"last_action_{a}" for a in spec.action_names[:2]]
+    with torch.no_grad():  # a head that predicts zero delta must repeat the last action
+        pol.heads["g1"].out.weight.zero_()
+        pol.heads["g1"].out.bias.zero_()
+    obs = make_obs(spec)
+    last = (spec.low + spec.high) / 2 + 0.05
+    obs["proprio"][idx] = last
+    chunk = pol.predict_action_chunk(obs, "g1")
+    assert torch.allclose(chunk, torch.as_tensor(last).expand_as(chunk), atol=1e-5)
+    b = make_batch(spec)
+    loss, m = pol(b)
+    assert torch.isfinite(loss)
+    with pytest.raises(ConfigError, match="residual_actions"):
+        Policy.build(tiny_config(embodiments=("car",), residual_actions=("car",))).predict_action_chunk(
+            make_obs(get_spec("car")), "car")
