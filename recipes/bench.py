@@ -159,7 +159,7 @@ def add_bench_parsers(bench_sub) -> None:
     p.add_argument("--calls", type=int, default=100)
     p.add_argument("--chunk", type=int, default=8)
     p.add_argument("--preset", default="nano")
-    p.add_argument("--json", default="bench/latency.json")
+    p.add_argument("--json", default="runs/bench/latency.json")
     p.set_defaults(fn=cmd_latency)
     p = bench_sub.add_parser("train", help="training samples/s vs ACT at comparable size, FLOP/s vs matmul peak")
     p.add_argument("--threads", type=int, default=2)
@@ -167,7 +167,7 @@ def add_bench_parsers(bench_sub) -> None:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--preset", default="small")
     p.add_argument("--act-dim", type=int, default=256, help="ACT dim_model (sets its size)")
-    p.add_argument("--json", default="bench/train.json")
+    p.add_argument("--json", default="runs/bench/train.json")
     p.set_defaults(fn=cmd_train)
     from physai.recipes.bench_policies import add_parser
 

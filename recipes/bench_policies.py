@@ -126,5 +126,5 @@ def add_parser(bench_sub) -> None:
     p.add_argument("--episodes", type=int, default=5)
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--out", default="runs/bench_policies")
-    p.add_argument("--json", default="bench/policies.json")
+    p.add_argument("--json", default="runs/bench/policies.json")
     p.set_defaults(fn=cmd_policies)

@@ -30,6 +30,13 @@ import shutil
 import signal
 import threading
 import time
+
+try:  # LeRobot saves episodes through HF `datasets`, whose per-episode "Map" bars drown our rich bar
+    from datasets.utils.logging import disable_progress_bar as _quiet_datasets
+
+    _quiet_datasets()
+except ImportError:  # pragma: no cover
+    pass
 from pathlib import Path
 from typing import Any, Iterator
 
