@@ -22,15 +22,17 @@ def env_kwargs_for(env_id: str, seconds: float) -> dict[str, Any]:
 
 
 def ensure_dataset(env_id: str, episodes: int, root: str | Path, seed: int, seconds: float,
-                   progress: bool = True) -> Path:
+                   progress: bool = True, action_noise: float = 0.0) -> Path:
     """Record (or top up) an expert dataset; reuses what an earlier run already recorded."""
     from physai.data import format as F
     from physai.data.collect import collect
 
-    path = Path(root) / f"{env_id.split('/')[-1]}-seed{seed}-{seconds:g}s"
+    tag = f"-noise{action_noise:g}" if action_noise > 0 else ""
+    path = Path(root) / f"{env_id.split('/')[-1]}-seed{seed}-{seconds:g}s{tag}"
     have = int(F.read_info(path).get("total_episodes", 0)) if F.is_dataset(path) else 0
     if have < episodes:
-        collect(env_id, episodes - have, path, seed=seed, env_kwargs=env_kwargs_for(env_id, seconds), progress=progress)
+        collect(env_id, episodes - have, path, seed=seed, env_kwargs=env_kwargs_for(env_id, seconds), progress=progress,
+                action_noise=action_noise)
     return path
 
 
@@ -39,7 +41,7 @@ def dataset_paths(recipe, progress: bool = True) -> dict[Path, float]:
     out = {}
     for env_id, episodes, weight in d.datasets:
         secs = d.car_seconds if embodiment_of(env_id) == "car" else d.humanoid_seconds
-        out[ensure_dataset(env_id, episodes, d.root, d.seed, secs, progress)] = weight
+        out[ensure_dataset(env_id, episodes, d.root, d.seed, secs, progress, d.action_noise)] = weight
     return out
 
 

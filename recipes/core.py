@@ -24,7 +24,7 @@ class DataConfig:
     seed: int = 0  # first episode seed of the recordings (evaluation uses other seeds)
     car_seconds: float = 30.0  # episode length of car recordings
     humanoid_seconds: float = 20.0  # episode length of humanoid recordings
-    val_fraction: float = 0.1  # episodes held out for validation loss / best checkpoint
+    action_noise: float = 0.03  # DART: executed expert actions get this much noise (fraction of half-range)
 
     def __post_init__(self):
         if not self.datasets:

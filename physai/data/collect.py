@@ -77,8 +77,14 @@ def _load_policy(checkpoint: str | Path, embodiment: str) -> Any:
 def collect(env_id: str, episodes: int, out: str | Path, seed: int = 0, dagger: str | Path | None = None,
             video_dir: str | Path | None = None, max_steps: int | None = None,
             env_kwargs: Mapping[str, Any] | None = None, *, expert: Any = None, progress: bool = True,
-            video_size: int = 256) -> dict[str, Any]:
-    """Record `episodes` episodes of `env_id` into the LeRobot dataset `out` (created or appended to)."""
+            video_size: int = 256, action_noise: float = 0.0) -> dict[str, Any]:
+    """Record `episodes` episodes of `env_id` into the LeRobot dataset `out` (created or appended to).
+
+    `action_noise` > 0 (DART): the executed action is the expert's plus Gaussian noise of that
+    fraction of each dimension's half-range, while the clean expert action is recorded, so the data
+    shows how to recover from the small errors a learned policy makes."""
+    if not 0.0 <= action_noise < 1.0:
+        raise ConfigError(f"action_noise must be in [0, 1), got {action_noise}")
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
     if max_steps is not None and max_steps < 1:
@@ -91,7 +97,7 @@ def collect(env_id: str, episodes: int, out: str | Path, seed: int = 0, dagger: 
         policy = _load_policy(dagger, emb) if dagger is not None else None
         if video_dir is not None:
             from physai.sim.video import render_frame, write_mp4
-        session = {"env": env_id, "seed": int(seed), "dagger": None if dagger is None else str(dagger),
+        session = {"env": env_id, "seed": int(seed), "action_noise": float(action_noise), "dagger": None if dagger is None else str(dagger),
                    "env_kwargs": {k: repr(v) for k, v in (env_kwargs or {}).items()}, "max_steps": max_steps}
         writer = DatasetWriter(out, spec, session)
     except BaseException:
@@ -107,6 +113,7 @@ def collect(env_id: str, episodes: int, out: str | Path, seed: int = 0, dagger: 
             for _ in range(episodes):
                 k = writer.num_episodes
                 obs, _ = env.reset(seed=int(seed) + k)
+                noise_rng = np.random.default_rng([int(seed), k, 7])
                 expert.reset(env)
                 if policy is not None:
                     policy.reset()
@@ -117,6 +124,9 @@ def collect(env_id: str, episodes: int, out: str | Path, seed: int = 0, dagger: 
                     act = label
                     if policy is not None:
                         act = policy.select_action(obs_from_env(obs, spec), emb).cpu().numpy().astype(np.float32)
+                    elif action_noise > 0:
+                        half = (spec.high - spec.low) / 2
+                        act = spec.clip_action(label + noise_rng.normal(0.0, action_noise, label.shape) * half)
                     if video_dir is not None:
                         video.append(render_frame(env, video_size))
                     cmd = obs["command"]  # copied now: an env may reuse its observation buffers
