@@ -301,3 +301,18 @@ def test_expert_zero_collisions_ten_seeds(env_id):
     for seed in range(10):
         m = run_episode(env, lambda obs, e: expert.act(e), seed=seed, max_steps=300)
         assert m["collision"] == 0.0, f"{env_id} seed {seed}"
+
+
+def test_render_frame_for_videos():
+    import gymnasium as gym
+    import numpy as np
+
+    import physai.sim.car as car
+    from physai.sim.video import render_frame
+
+    car.register_envs()
+    env = gym.make("physai/car-highway")
+    env.reset(seed=0)
+    f = render_frame(env, 96)
+    assert f.shape == (96, 96, 3) and f.dtype == np.uint8 and f.std() > 0
+    env.close()

@@ -87,6 +87,7 @@ class CarEnv(gym.Env):
         self._renderer = TopDownRenderer(*self.image_size, view_m=view, centering=self.scenario.centering,
                                          supersample=supersample)
         self._video_renderer: TopDownRenderer | None = None
+        self._video_renderer_size = 0
         self._render_size, self._view_m = int(render_size), view
 
         H, W = self.image_size
@@ -214,9 +215,14 @@ class CarEnv(gym.Env):
     def render(self):
         if self.render_mode != "rgb_array":
             return None
-        if self._video_renderer is None:
-            self._video_renderer = TopDownRenderer(self._render_size, self._render_size, view_m=self._view_m,
+        return self.render_frame(self._render_size)
+
+    def render_frame(self, size: int = 256) -> np.ndarray:
+        """A larger ego-centred top-down frame [size, size, 3] uint8 for videos (any render_mode)."""
+        if self._video_renderer is None or self._video_renderer_size != int(size):
+            self._video_renderer = TopDownRenderer(int(size), int(size), view_m=self._view_m,
                                                    centering=self.scenario.centering, supersample=1)
+            self._video_renderer_size = int(size)
         return self._video_renderer.render(self.sim.road, self.sim.vehicle)
 
     def close(self):
