@@ -55,14 +55,15 @@ def plot_curves(history: Iterable[dict[str, Any]], path: str | Path, keys: Seque
     import matplotlib.pyplot as plt
 
     hist = list(history)
-    keys = keys or [k for k in hist[0] if k.endswith(("loss", "_ce", "l1", "flow_mse")) and k != "val_loss"] if hist else []
+    keys = keys or sorted({k for h in hist for k in h
+                           if k.endswith(("action_loss", "_ce", "flow_mse")) or k in ("loss", "val_loss")})
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     for k in keys:
         pts = [(h["step"], h[k]) for h in hist if k in h]
         if pts:
             ax.plot(*zip(*pts), label=k)
     ax.set_xlabel("step")
-    ax.set_yscale("log")
+    ax.set_yscale("symlog", linthresh=1e-2)  # regulariser terms can be negative
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
