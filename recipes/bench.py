@@ -29,11 +29,15 @@ def percentile_ms(fn: Callable[[], Any], n: int, warmup: int = 5) -> dict[str, f
 
 
 def _physai_policy(embodiments, preset="nano", chunk=8, n_action_steps=1):
-    from physai.config import policy_config
-    from physai.heads.base import HeadConfig
-    from physai.policy import Policy
+    """The configuration the recipes train (16-px patches, heads read trunk too), at `preset` size."""
+    import dataclasses
 
-    cfg = policy_config(preset, embodiments=tuple(embodiments), head=HeadConfig(chunk_size=chunk), n_action_steps=n_action_steps)
+    from physai.policy import Policy
+    from physai.recipes.core import _policy
+    from physai.trunk import TRUNK_PRESETS
+
+    cfg = _policy(tuple(embodiments), chunk=chunk, n_action_steps=n_action_steps)
+    cfg = dataclasses.replace(cfg, trunk=TRUNK_PRESETS.get(preset), preset=preset)
     return Policy.build(cfg).eval()
 
 
