@@ -11,10 +11,9 @@ import argparse
 import importlib.metadata as md
 import sys
 
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
+from physai.report import console  # noqa: E402  (one console, wide when not a terminal)
 
 
 def _version(dist: str) -> str:

@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+# wide tables when piped to a file/CI log (rich would otherwise fold every column to 80 chars)
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def fmt(v: Any) -> str:
