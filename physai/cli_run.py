@@ -37,6 +37,7 @@ def cmd_train(args) -> int:
 def run_eval(checkpoint, scenarios, json_out=None, video=None, safety=True, with_expert=True, title="physai eval"):
     from physai.policy import Policy
     from physai.sim.evaluate import ExpertAgent, PolicyAgent, evaluate, summarize
+    from physai.sim.suite import embodiment_of
 
     policy = Policy.from_pretrained(checkpoint)
     for sc in scenarios:
@@ -44,7 +45,7 @@ def run_eval(checkpoint, scenarios, json_out=None, video=None, safety=True, with
             from physai.errors import ConfigError
 
             raise ConfigError(f"checkpoint '{checkpoint}' has no '{sc.embodiment}' head (has {sorted(policy.specs)})")
-    agents = {"physai": lambda env_id: PolicyAgent(policy, __import__("physai.sim.suite", fromlist=["x"]).embodiment_of(env_id))}
+    agents = {"physai": lambda env_id: PolicyAgent(policy, embodiment_of(env_id))}
     if with_expert:
         agents["expert"] = ExpertAgent
     res = evaluate(agents, scenarios, safety=safety, video_dir=video)

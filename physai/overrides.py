@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
 from typing import Any
 
@@ -29,7 +30,7 @@ def flat_keys(cfg: Any, prefix: str = "") -> list[str]:
 
 def _parse(text: str, tp: Any, key: str) -> Any:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         if text.lower() in ("none", "null", "") and type(None) in args:
             return None
         errs = []

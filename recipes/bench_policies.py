@@ -94,12 +94,12 @@ def bench_policies(recipe_name: str = "cotrain", overrides: list[str] | None = N
                 lat.append(percentile_ms(f, 30, 3))
         stats[name].update(p50_ms=float(np.mean([l["p50_ms"] for l in lat])), p99_ms=float(np.mean([l["p99_ms"] for l in lat])))
     scenarios = [s for env_id in recipe.eval_env for s in seeded_scenarios(env_id, episodes, seed)]
-    agents = {"physai": lambda env_id: PolicyAgent(pol, __import__("physai.sim.suite", fromlist=["x"]).embodiment_of(env_id)),
-              "expert": ExpertAgent}
+    from physai.sim.suite import embodiment_of
+
+    agents = {"physai": lambda env_id: PolicyAgent(pol, embodiment_of(env_id)), "expert": ExpertAgent}
     for kind in kinds:
         agents[f"lerobot-{kind}"] = (lambda k: lambda env_id: PolicyAgent(
-            baselines[k][__import__("physai.sim.suite", fromlist=["x"]).embodiment_of(env_id)],
-            __import__("physai.sim.suite", fromlist=["x"]).embodiment_of(env_id), lerobot=True))(kind)
+            baselines[k][embodiment_of(env_id)], embodiment_of(env_id), lerobot=True))(kind)
     results = evaluate(agents, scenarios, video_dir=out / "videos")
     rows = summarize(results)
     return {"recipe": recipe_name, "samples_per_policy": samples_total, "episodes": episodes, "seed": seed,

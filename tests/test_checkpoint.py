@@ -114,10 +114,11 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
 def test_no_pickle_in_sources():
     root = Path(__file__).resolve().parents[1]
     for p in root.rglob("*.py"):
-        if ".venv" in p.parts or "site-packages" in p.parts or p.name == Path(__file__).name:
+        if ".venv" in p.parts or ".ci-venv" in p.parts or "site-packages" in p.parts:
             continue
         text = p.read_text()
-        assert "import pickle" not in text and "pickle.load" not in text, p
+        pk, tl = "pick" + "le", "torch" + ".load("  # spelled apart so this test does not match itself
+        assert f"import {pk}" not in text and f"{pk}.load" not in text, p
         for line in text.splitlines():
-            if "torch.load(" in line:
+            if tl in line:
                 assert "weights_only=True" in line, f"{p}: {line}"
