@@ -50,7 +50,7 @@ def bench_policies(recipe_name: str = "cotrain", overrides: list[str] | None = N
     recipe = apply_overrides(get_recipe(recipe_name)(), overrides or [])
     out = Path(out)
     t0 = time.perf_counter()
-    res = train_recipe(recipe, out / "physai", resume=True)
+    res = train_recipe(recipe, out / "physai", resume=False)  # fresh: its samples/s is part of the result
     physai_sps = res["samples_per_s"]
     samples_total = recipe.train.steps * recipe.train.batch_size
     from physai.policy import Policy
