@@ -18,7 +18,7 @@ import torch.nn as nn
 from physai.embodiments import EmbodimentSpec
 from physai.errors import ConfigError
 from physai.normalization import Normalizer
-from physai.validate import check_actions, prepare_observation
+from physai.validate import bound_actions, check_actions, prepare_observation
 
 IMG_KEY = "observation.images.cam"
 
@@ -102,10 +102,7 @@ class LeRobotBaseline(nn.Module):
         return loss, {"loss": float(loss.detach()), **extra}
 
     def _bounded(self, a: torch.Tensor) -> torch.Tensor:
-        lo, hi = torch.as_tensor(self.spec.low), torch.as_tensor(self.spec.high)
-        a = self.normalizer.unnormalize(self.spec.name, "action", a.float().cpu())
-        a = torch.where(torch.isfinite(a), a, (lo + hi) / 2)
-        return torch.minimum(torch.maximum(a, lo), hi)
+        return bound_actions(self.normalizer.unnormalize(self.spec.name, "action", a.float().cpu()), self.spec)
 
     @torch.no_grad()
     def predict_action_chunk(self, obs: Mapping[str, Any]) -> torch.Tensor:

@@ -27,7 +27,7 @@ from physai.heads import HEADS
 from physai.normalization import Normalizer
 from physai.stems import EmbodimentStem
 from physai.trunk import Trunk
-from physai.validate import check_actions, prepare_observation
+from physai.validate import bound_actions, check_actions, prepare_observation
 
 
 class Policy(nn.Module):
@@ -164,12 +164,6 @@ class Policy(nn.Module):
         return (ce * w).sum() / w.sum().clamp_min(1.0)
 
     # ---- inference -------------------------------------------------------------------------
-    def _bounded(self, actions: torch.Tensor, spec: EmbodimentSpec) -> torch.Tensor:
-        lo = torch.as_tensor(spec.low, device=actions.device)
-        hi = torch.as_tensor(spec.high, device=actions.device)
-        actions = torch.where(torch.isfinite(actions), actions, (lo + hi) / 2)
-        return torch.minimum(torch.maximum(actions, lo), hi)
-
     # ---- action targets: absolute, or relative to the last applied action ---------------------
     def residual_index(self, embodiment: str) -> list[int] | None:
         """Proprio indices of `last_action_<name>` when `embodiment` predicts residual actions."""
@@ -206,7 +200,7 @@ class Policy(nn.Module):
             norm = self.heads[embodiment].sample_actions(self.encode(self._norm_obs(o, embodiment), embodiment))
         finally:
             self.train(was_training)
-        return self._bounded(self._from_output(norm.float(), o, embodiment), self.specs[embodiment])
+        return bound_actions(self._from_output(norm.float(), o, embodiment), self.specs[embodiment])
 
     @torch.no_grad()
     def predict_action_chunk(self, obs: Mapping[str, Any], embodiment: str) -> torch.Tensor:
@@ -254,7 +248,7 @@ class Policy(nn.Module):
                 n = self.config.n_action_steps or chunk.shape[1]
                 q.extend(chunk[:, i] for i in range(n))
             out = q.popleft()
-        out = self._bounded(out, spec)
+        out = bound_actions(out, spec)
         return out if batched else out[0]
 
     # ---- checkpoints -----------------------------------------------------------------------

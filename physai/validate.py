@@ -115,6 +115,15 @@ def prepare_observation(obs: Mapping[str, Any], spec: EmbodimentSpec, device: to
     return {"image": img.to(dev), "proprio": p.to(dev), "command": c.to(dev)}, batched
 
 
+def bound_actions(actions: torch.Tensor, spec: EmbodimentSpec) -> torch.Tensor:
+    """Actions [..., A] -> within the spec's bounds; NaN/inf entries become the range midpoint
+    (the torch twin of `EmbodimentSpec.clip_action`, used by every policy before it emits)."""
+    lo = torch.as_tensor(spec.low, device=actions.device)
+    hi = torch.as_tensor(spec.high, device=actions.device)
+    actions = torch.where(torch.isfinite(actions), actions, (lo + hi) / 2)
+    return torch.minimum(torch.maximum(actions, lo), hi)
+
+
 def check_actions(name: str, a: Any, B: int, H: int, A: int) -> torch.Tensor:
     t = _to_tensor(name, a)
     exp = f"[B={B}, H={H}, A={A}] float"

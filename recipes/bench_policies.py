@@ -59,9 +59,9 @@ def bench_policies(recipe_name: str = "cotrain", overrides: list[str] | None = N
     paths = dataset_paths(recipe)
     loader = MultiEmbodimentLoader({str(p): w for p, w in paths.items()}, batch_size=recipe.train.batch_size,
                                    chunk_size=recipe.policy.head.chunk_size, seed=0)
-    weights = {}
-    for (env_id, _, w), p in zip(recipe.data.datasets, paths):
-        weights[loader.frames[list(paths).index(p)].spec.name] = weights.get(loader.frames[list(paths).index(p)].spec.name, 0) + w
+    weights: dict[str, float] = {}  # sampling weight per embodiment (loader.frames follows `paths`' order)
+    for frames, w in zip(loader.frames, paths.values()):
+        weights[frames.spec.name] = weights.get(frames.spec.name, 0.0) + w
     wsum = sum(weights.values())
     baselines: dict[str, dict[str, Any]] = {}
     stats: dict[str, dict[str, Any]] = {"physai": {"params_M": n_params(pol) / 1e6, "train_samples_per_s": physai_sps}}

@@ -28,9 +28,8 @@ class PolicyAgent:
     """A physai Policy (or a LeRobot baseline wrapper) acting through `select_action`."""
 
     def __init__(self, policy, embodiment: str, lerobot: bool = False):
-        self.policy, self.emb, self.spec, self.lerobot = policy, embodiment, get_spec(embodiment), lerobot
-        if not lerobot:
-            self.spec = policy.specs[embodiment]
+        self.policy, self.emb, self.lerobot = policy, embodiment, lerobot
+        self.spec = policy.spec if lerobot else policy.specs[embodiment]
 
     def reset(self) -> None:
         self.policy.reset()
