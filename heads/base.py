@@ -5,7 +5,8 @@ action space (the policy normalizes targets and un-normalizes + clamps outputs t
 bounds). Contract: `compute_loss(features, batch) -> (loss, metrics)` and
 `sample_actions(features) -> [B, H, A]`. `features` is a dict with `tokens` (quantized physical
 tokens projected to the trunk width, [B, K, W]) and, when the policy's `head_reads_trunk` switch
-is on, `trunk` ([B, L, W]). Builders register in `HEADS` and are called as
+is on, `trunk` ([B, L, W]); `proprio` (normalized, latest step, [B, Dp]) and `command` ([B, Dc])
+are there for heads with a direct path from the body state. Builders register in `HEADS` and are called as
 `builder(spec, width, cfg, backend)`.
 """
 
@@ -33,10 +34,11 @@ class HeadConfig:
     tokenizer: str = "bins"  # tokens head: action tokenizer (fixed-length: bins, longlat)
     n_bins: int = 256  # tokens head with bins: bins per dimension
     flow_steps: int = 5  # flow head: Euler integration steps at inference
+    reflex_hidden: int = 256  # l1 head: hidden width of the proprio+command MLP added to the chunk (0 = off)
 
     def __post_init__(self):
-        if self.chunk_size < 1 or self.depth < 1 or self.flow_steps < 1 or self.n_bins < 2:
-            raise ConfigError("head chunk_size, depth, flow_steps must be >= 1 and n_bins >= 2")
+        if self.chunk_size < 1 or self.depth < 1 or self.flow_steps < 1 or self.n_bins < 2 or self.reflex_hidden < 0:
+            raise ConfigError("head chunk_size, depth, flow_steps must be >= 1, n_bins >= 2 and reflex_hidden >= 0")
 
 
 def memory(features: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -31,6 +31,7 @@ class PolicyConfig:
     world_model: bool = True  # predict next physical tokens from (tokens, action)
     world_model_depth: int = 2  # blocks in the world-model predictor
     world_model_weight: float = 0.5  # weight of the world-model loss in forward()
+    world_model_fraction: float = 1.0  # share of each batch the world-model loss is computed on (it costs a second encode)
     code_entropy_weight: float = 0.5  # FSQ code-usage regulariser (keeps physical tokens from collapsing)
     temporal_ensemble: float | None = None  # ACT-style ensembling coefficient; None = chunk queue
     n_action_steps: int | None = None  # actions executed per predicted chunk (None = chunk_size)
@@ -46,6 +47,8 @@ class PolicyConfig:
             raise ConfigError("a policy needs at least one embodiment")
         if self.n_action_steps is not None and not 1 <= self.n_action_steps <= self.head.chunk_size:
             raise ConfigError(f"n_action_steps must be in [1, chunk_size={self.head.chunk_size}]")
+        if not 0.0 < self.world_model_fraction <= 1.0:
+            raise ConfigError(f"world_model_fraction must be in (0, 1], got {self.world_model_fraction}")
         if self.temporal_ensemble is not None and self.temporal_ensemble < 0:
             raise ConfigError("temporal_ensemble coefficient must be >= 0")
 
@@ -64,7 +67,10 @@ class PolicyConfig:
             raise ConfigError(f"unknown PolicyConfig keys {sorted(unknown)}; valid: {sorted(known)}")
         d["trunk"] = TrunkConfig(**d.get("trunk", {}))
         d["stem"] = StemConfig(**d.get("stem", {}))
-        d["head"] = HeadConfig(**d.get("head", {}))
+        head = dict(d.get("head", {}))
+        if "head" in d:
+            head.setdefault("reflex_hidden", 0)  # configs saved before the reflex path existed
+        d["head"] = HeadConfig(**head)
         for k in ("embodiments", "fsq_levels", "residual_actions"):
             if k in d:
                 d[k] = tuple(d[k])

@@ -6,6 +6,7 @@ expert. `physai train`, `physai eval` and `physai demo` are thin wrappers around
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,27 +94,138 @@ def fit_residual_stats(norm, loader, embodiments, batches: int = 40) -> None:
         norm.fit(emb, "action_delta", np.concatenate(deltas))
 
 
-def train_recipe(recipe, out: str | Path, resume: bool = True, progress: bool = True) -> dict[str, Any]:
+def _make_loader(recipe, base: dict[Path, float], rounds: list[dict[Path, Path]], frames_cache: dict):
+    """A loader over the recordings `base` {path: weight} plus DAgger datasets {path: the recording
+    they extend}: a recording's weight is shared with its DAgger data in proportion to frames."""
+    from physai.data.frames import load_frames
     from physai.data.loader import MultiEmbodimentLoader
+
+    groups: dict[Path, list[Path]] = {p: [p] for p in base}
+    for rd in rounds:
+        for p, parent in rd.items():
+            groups[parent].append(p)
+    weights: dict[str, float] = {}
+    for parent, members in groups.items():
+        for p in members:
+            if str(p) not in frames_cache:
+                frames_cache[str(p)] = load_frames(p)
+        n = {p: len(frames_cache[str(p)]) for p in members}
+        for p in members:
+            weights[str(p)] = base[parent] * n[p] / sum(n.values())
+    return MultiEmbodimentLoader(weights, batch_size=recipe.train.batch_size, chunk_size=recipe.policy.head.chunk_size,
+                                 seed=recipe.train.seed, frames={k: frames_cache[k] for k in weights})
+
+
+def dagger_boundaries(recipe) -> list[int]:
+    """Training steps after which a DAgger round runs (equal phases)."""
+    R, S = recipe.data.dagger_rounds, recipe.train.steps
+    return [S * r // (R + 1) for r in range(1, R + 1)]
+
+
+def _collect_part(env_id, episodes, out, seed, checkpoint, seconds):
+    torch.set_num_threads(1)
+    from physai.data import format as F
+    from physai.data.collect import collect
+
+    have = int(F.read_info(out).get("total_episodes", 0)) if F.is_dataset(out) else 0
+    if have < episodes:  # top up what a crashed run left
+        collect(env_id, episodes - have, out, seed=seed, dagger=checkpoint, env_kwargs=env_kwargs_for(env_id, seconds),
+                progress=False)
+    return str(out)
+
+
+def dagger_round(recipe, out: Path, r: int, policy, base: dict[Path, float],
+                 progress: bool = True) -> dict[Path, Path]:
+    """Round r (1-based): `policy` drives, the expert labels; returns {new dataset: the recording it extends}.
+    Each round writes its own datasets under out/dagger/round_r and marks them done, so a crash
+    mid-round leaves earlier rounds' data untouched and the round is topped up on resume."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    from rich.progress import Progress
+
+    d = recipe.data
+    root = out / "dagger" / f"round_{r}"
+    done = root / "done.json"
+    jobs = []
+    for i, ((env_id, _, _), parent) in enumerate(zip(d.datasets, base)):
+        human = embodiment_of(env_id) != "car"
+        parts = 2 if human else 1  # humanoid roll-outs are the slow ones: two processes
+        secs = d.humanoid_seconds if human else d.car_seconds
+        for k in range(parts):
+            n = d.dagger_episodes // parts + (1 if k < d.dagger_episodes % parts else 0)
+            if n:
+                seed = d.dagger_seed + 10_000 * r + 1_000 * i + 100 * k
+                jobs.append((env_id, n, root / f"{env_id.split('/')[-1]}-{k}", seed, secs, parent))
+    if not done.exists():
+        if policy is None:
+            raise CheckpointError(f"DAgger round {r} in {root} is incomplete and no policy was given to finish it")
+        ckpt = root / "policy"
+        if not (ckpt / "config.json").exists():
+            policy.save_pretrained(ckpt)
+        ctx = mp.get_context("spawn")
+        with cf.ProcessPoolExecutor(max_workers=2, mp_context=ctx) as ex, Progress(disable=not progress) as prog:
+            task = prog.add_task(f"DAgger round {r}: policy drives, expert labels", total=len(jobs))
+            futs = [ex.submit(_collect_part, e, n, p, seed, str(ckpt), secs) for e, n, p, seed, secs, _ in jobs]
+            for f in cf.as_completed(futs):
+                f.result()
+                prog.advance(task)
+        done.write_text(json.dumps({"round": r, "datasets": [str(j[2]) for j in jobs]}))
+    return {j[2]: j[5] for j in jobs}
+
+
+def train_recipe(recipe, out: str | Path, resume: bool = True, progress: bool = True) -> dict[str, Any]:
+    from physai.data import format as F
+    from physai.report import console
     from physai.trainer import Trainer
 
     out = Path(out)
-    paths = dataset_paths(recipe, progress)
-    loader = MultiEmbodimentLoader({str(p): w for p, w in paths.items()}, batch_size=recipe.train.batch_size,
-                                   chunk_size=recipe.policy.head.chunk_size, seed=recipe.train.seed)
+    base = dataset_paths(recipe, progress)
+    frames_cache: dict = {}
+    loader = _make_loader(recipe, base, [], frames_cache)
     torch.manual_seed(recipe.train.seed)
-    policy = build_policy(recipe, loader)
+    policy = build_policy(recipe, loader)  # normalization from the expert recordings, fixed for the run
     val_rng = torch.Generator().manual_seed(12345)
     val = []
     for emb, n in loader.num_frames().items():  # a fixed validation set (same data; tracks fit, picks `best`)
         idx = torch.randint(0, n, (min(64, n),), generator=val_rng).tolist()
         val.append(loader.batch_for(emb, idx))
+    bounds = dagger_boundaries(recipe)
+    rounds: list[dict[Path, float]] = []
+    latest = Trainer.latest_in(out) if resume else None
+    if latest is not None:  # rebuild the data the checkpoint was trained on: rounds completed before its step
+        step = Trainer.step_of(latest)
+        for r, b in enumerate(bounds, 1):
+            if b < step:
+                if not (out / "dagger" / f"round_{r}" / "done.json").exists():
+                    raise CheckpointError(f"{latest} was trained after DAgger round {r}, whose data "
+                                          f"{out / 'dagger' / f'round_{r}'} is incomplete; pass --no-resume")
+                rounds.append(dagger_round(recipe, out, r, None, base, progress))
+        if rounds:
+            loader = _make_loader(recipe, base, rounds, frames_cache)
     trainer = Trainer(policy, loader, recipe.train, out, val_batches=val)
     resumed = trainer.resume() if resume else False
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.json").write_text(json.dumps(_asdict(recipe), indent=2))
+    t0 = time.perf_counter()
+    dagger_s = 0.0
+    for r, b in enumerate(bounds, 1):
+        if r <= len(rounds):
+            continue
+        trainer.fit(show_progress=progress, until=b)
+        if trainer.step < b:
+            break
+        t = time.perf_counter()
+        rounds.append(dagger_round(recipe, out, r, trainer.eval_policy(), base, progress))
+        dagger_s += time.perf_counter() - t
+        trainer.source = _make_loader(recipe, base, rounds, frames_cache)
+        frames = {str(p): int(F.read_info(p).get("total_frames", 0)) for p in rounds[-1]}
+        console.print(f"DAgger round {r}: +{sum(frames.values())} labelled frames "
+                      f"({time.perf_counter() - t:.0f} s); now {trainer.source.num_frames()}")
     result = trainer.fit(show_progress=progress)
-    result.update(resumed=resumed, datasets={str(p): w for p, w in paths.items()}, history=trainer.history,
+    result["seconds"] = time.perf_counter() - t0  # training + DAgger roll-outs
+    result.update(resumed=resumed, datasets={str(p): w for p, w in zip(trainer.source.paths, trainer.source.probs)},
+                  history=trainer.history, dagger_rounds=len(rounds), dagger_seconds=dagger_s,
                   params=sum(p.numel() for p in policy.parameters()))
     return result
 

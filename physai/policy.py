@@ -109,6 +109,9 @@ class Policy(nn.Module):
         feats = self.bottleneck(x, readout)  # tokens [B, K, W], quantized [B, K, d], codes [B, K]
         if self.config.head_reads_trunk:
             feats["trunk"] = x
+        p = obs["proprio"][:, -1].float()  # [B, Dp] latest step, normalized
+        feats["proprio"] = p if p.shape[-1] else p.new_zeros(p.shape[0], 1)
+        feats["command"] = obs["command"].float()  # [B, Dc]
         return feats
 
     def _norm_obs(self, obs: dict[str, torch.Tensor], embodiment: str) -> dict[str, torch.Tensor]:
@@ -150,17 +153,21 @@ class Policy(nn.Module):
         return loss, metrics
 
     def world_model_loss(self, feats, action_norm, batch, spec) -> torch.Tensor:
+        """CE of the next observation's codes, on the first `world_model_fraction` of the batch
+        (the samples are shuffled, so a prefix is a random subset; the target needs a second encode)."""
         emb = spec.name
-        nxt, _ = prepare_observation({"image": batch["next_image"], "proprio": batch["next_proprio"],
-                                      "command": batch["command"]}, spec, self.device, self.config.stem.n_obs_steps)
+        B = action_norm.shape[0]
+        n = B if not self.training else max(1, math.ceil(self.config.world_model_fraction * B))
+        nxt, _ = prepare_observation({"image": batch["next_image"][:n], "proprio": batch["next_proprio"][:n],
+                                      "command": batch["command"][:n]}, spec, self.device, self.config.stem.n_obs_steps)
         with torch.no_grad():  # targets: the codes the encoder assigns to the next observation
-            target = self.encode(self._norm_obs(nxt, emb), emb)["codes"]  # [B, K]
-        logits = self.world_model(feats["quantized"], action_norm, emb)  # [B, K, V]
-        ce = F.cross_entropy(logits.transpose(1, 2), target, reduction="none").mean(-1)  # [B]
+            target = self.encode(self._norm_obs(nxt, emb), emb)["codes"]  # [n, K]
+        logits = self.world_model(feats["quantized"][:n], action_norm[:n], emb)  # [n, K, V]
+        ce = F.cross_entropy(logits.transpose(1, 2), target, reduction="none").mean(-1)  # [n]
         pad = batch.get("next_is_pad")
         if pad is None:
             return ce.mean()
-        w = (~torch.as_tensor(pad, device=ce.device).bool()).float()
+        w = (~torch.as_tensor(pad, device=ce.device).bool()[:n]).float()
         return (ce * w).sum() / w.sum().clamp_min(1.0)
 
     # ---- inference -------------------------------------------------------------------------

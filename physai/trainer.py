@@ -138,8 +138,17 @@ class Trainer:
 
     # ---- checkpoints -------------------------------------------------------------------------
     def latest_checkpoint(self) -> Path | None:
-        steps = sorted(p for p in self.ckpt_root.glob("step_*") if (p / "trainer_state.json").exists())
+        return self.latest_in(self.out)
+
+    @staticmethod
+    def latest_in(out_dir: str | Path) -> Path | None:
+        """The newest complete checkpoint of a run directory (None if there is none)."""
+        steps = sorted(p for p in (Path(out_dir) / "checkpoints").glob("step_*") if (p / "trainer_state.json").exists())
         return steps[-1] if steps else None
+
+    @staticmethod
+    def step_of(checkpoint: str | Path) -> int:
+        return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text())["step"])
 
     def resume(self, directory: str | Path | None = None) -> bool:
         d = Path(directory) if directory else self.latest_checkpoint()
@@ -203,15 +212,18 @@ class Trainer:
         metrics.update(loss=loss_sum, lr=self.sched.get_last_lr()[0], samples=total)
         return metrics
 
-    def fit(self, show_progress: bool = True) -> dict[str, Any]:
+    def fit(self, show_progress: bool = True, until: int | None = None) -> dict[str, Any]:
+        """Train to `cfg.steps` (or stop early at step `until`, e.g. to change the data source);
+        `final` is written only when the run reaches `cfg.steps`."""
         cfg = self.cfg
+        stop = cfg.steps if until is None else min(int(until), cfg.steps)
         t0, samples = time.perf_counter(), 0
         cols = [TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                 TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[sps]:.0f} samples/s"),
                 TimeElapsedColumn(), TimeRemainingColumn()]
         with Progress(*cols, disable=not show_progress, transient=False) as prog:
             task = prog.add_task("train", total=cfg.steps, completed=self.step, loss=float("nan"), sps=0.0)
-            while self.step < cfg.steps:
+            while self.step < stop:
                 m = self.train_step()
                 self.step += 1
                 samples += m["samples"]
@@ -224,7 +236,8 @@ class Trainer:
                 if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
                     self._checkpoint()
         final = self.out / "final"
-        self.eval_policy().save_pretrained(final)
+        if self.step >= cfg.steps:
+            self.eval_policy().save_pretrained(final)
         return {"steps": self.step, "seconds": time.perf_counter() - t0, "samples_per_s": samples / max(time.perf_counter() - t0, 1e-9),
                 "final": str(final), "best": str(self.out / "best"), "best_metric": self.best}
 

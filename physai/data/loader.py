@@ -81,11 +81,13 @@ class MultiEmbodimentLoader:
     """Weighted mixture of LeRobot datasets -> steps of {embodiment: batch} (see the module docstring).
 
     datasets: paths, or a mapping path -> sampling weight; weights: per dataset (default: equal).
+    frames: already-loaded `Frames` by path, used instead of loading those datasets again.
     steps: stop after this many steps when iterating (None: forever)."""
 
     def __init__(self, datasets: Sequence[str | Path] | Mapping[str | Path, float], weights: Sequence[float] | None = None,
                  batch_size: int = 64, chunk_size: int = 8, seed: int = 0, steps: int | None = None,
-                 device: str | torch.device | None = None, cache_stats: bool = True):
+                 device: str | torch.device | None = None, cache_stats: bool = True,
+                 frames: Mapping[str, Frames] | None = None):
         if isinstance(datasets, Mapping):
             if weights is not None:
                 raise ConfigError("give weights either in the datasets mapping or as `weights`, not both")
@@ -100,7 +102,8 @@ class MultiEmbodimentLoader:
             raise ConfigError(f"batch_size and chunk_size must be >= 1, got {batch_size}, {chunk_size}")
         self.paths, self.batch_size, self.chunk_size = paths, int(batch_size), int(chunk_size)
         self.seed, self.steps, self.device, self.cache_stats = int(seed), steps, device, cache_stats
-        self.frames = [load_frames(p) for p in paths]
+        given = {str(Path(k)): v for k, v in (frames or {}).items()}  # already-loaded datasets (reused, not re-decoded)
+        self.frames = [given[str(p)] if str(p) in given else load_frames(p) for p in paths]
         self.probs = np.asarray(weights, dtype=np.float64) / sum(weights)
         by_emb: dict[str, list[int]] = {}
         for i, f in enumerate(self.frames):
