@@ -202,11 +202,13 @@ class Policy(nn.Module):
     def _predict(self, o: dict[str, torch.Tensor], embodiment: str) -> torch.Tensor:
         """Canonical (validated) obs -> bounded chunk [B, H, A] in physical units."""
         was_training = self.training
-        self.eval()
+        if was_training:  # (module.train() walks every submodule: only toggle when needed)
+            self.eval()
         try:
             norm = self.heads[embodiment].sample_actions(self.encode(self._norm_obs(o, embodiment), embodiment))
         finally:
-            self.train(was_training)
+            if was_training:
+                self.train(True)
         return bound_actions(self._from_output(norm.float(), o, embodiment), self.specs[embodiment])
 
     @torch.no_grad()

@@ -47,7 +47,8 @@ def bench_policies(recipe_name: str = "cotrain", overrides: list[str] | None = N
     from physai.sim.evaluate import ExpertAgent, PolicyAgent, evaluate, seeded_scenarios, summarize
     from physai.testing import make_obs
 
-    recipe = apply_overrides(get_recipe(recipe_name)(), overrides or [])
+    # same data for all three: no DAgger rounds for physai unless the caller asks for them
+    recipe = apply_overrides(get_recipe(recipe_name)(), ["data.dagger_rounds=0", *(overrides or [])])
     out = Path(out)
     t0 = time.perf_counter()
     res = train_recipe(recipe, out / "physai", resume=False)  # fresh: its samples/s is part of the result

@@ -1,7 +1,8 @@
 """`physai demo`: the whole factory in one command on a CPU.
 
 Records small car (highway) and G1 (walking) datasets with the experts (cached under `data/`
-for the next run), co-trains one small model on both, evaluates it closed loop in both
+for the next run), co-trains one small model on both with one DAgger round (the policy drives,
+the experts label), evaluates it closed loop in both
 simulators beside the expert on unseen seeds, prints the tables, and writes a training-curve PNG,
 MP4 roll-outs and a JSON summary under the output directory.
 """
@@ -14,11 +15,12 @@ from pathlib import Path
 from physai.report import console, plot_curves, print_table, write_json
 
 DEMO_OVERRIDES = [
-    "train.steps=500", "train.batch_size=32", "train.ckpt_every=250", "train.warmup_steps=30",
+    "train.steps=600", "train.batch_size=64", "train.ckpt_every=300", "train.warmup_steps=30",
     'data.datasets=[["physai/car-highway",16,0.5],["physai/g1-walk",8,0.5]]',
+    "data.dagger_rounds=1", "data.dagger_episodes=4",
 ]
 QUICK_OVERRIDES = [
-    "train.steps=20", "train.batch_size=16", "train.ckpt_every=10",
+    "train.steps=20", "train.batch_size=16", "train.ckpt_every=10", "data.dagger_episodes=1",
     'data.datasets=[["physai/car-highway",2,0.5],["physai/g1-walk",1,0.5]]',
     "data.car_seconds=8", "data.humanoid_seconds=3",
 ]
@@ -36,7 +38,7 @@ def run_demo(out: Path = Path("runs/demo"), quick: bool = False, episodes: int |
     if quick:
         overrides.append(f"data.root={out / 'data'}")
     recipe = apply_overrides(get_recipe("cotrain")(), overrides)
-    console.rule("[bold]1-2/4 record expert data (cached) and co-train car + G1")
+    console.rule("[bold]1-2/4 record expert data (cached), co-train car + G1 with a DAgger round")
     res = train_recipe(recipe, out / "train", resume=True)
     curve = plot_curves(res["history"], out / "training_curve.png", title="physai demo: co-training car + G1")
     console.rule("[bold]3/4 closed-loop evaluation on unseen seeds (physai vs expert)")

@@ -199,6 +199,8 @@ def test_residual_actions_are_relative_to_last_action():
     with torch.no_grad():  # a head that predicts zero delta must repeat the last action
         pol.heads["g1"].out.weight.zero_()
         pol.heads["g1"].out.bias.zero_()
+        pol.heads["g1"].reflex[-1].weight.zero_()
+        pol.heads["g1"].reflex[-1].bias.zero_()
     obs = make_obs(spec)
     last = (spec.low + spec.high) / 2 + 0.05
     obs["proprio"][idx] = last
@@ -210,3 +212,27 @@ def test_residual_actions_are_relative_to_last_action():
     with pytest.raises(ConfigError, match="residual_actions"):
         Policy.build(tiny_config(embodiments=("car",), residual_actions=("car",))).predict_action_chunk(
             make_obs(get_spec("car")), "car")
+
+
+def test_reflex_path_reads_proprio_and_old_configs_load_without_it(tmp_path):
+    from physai.config import PolicyConfig
+
+    torch.manual_seed(0)
+    pol = Policy.build(tiny_config(embodiments=("car",))).eval()
+    head = pol.heads["car"]
+    assert head.reflex is not None
+    spec = pol.specs["car"]
+    obs = make_obs(spec)
+    with torch.no_grad():
+        head.reflex[-1].weight.normal_(0, 1.0)
+        a = pol.predict_action_chunk(obs, "car")
+        obs2 = dict(obs, proprio=obs["proprio"] + 1.0)
+        b = pol.predict_action_chunk(obs2, "car")
+        head.reflex[-1].weight.zero_()
+        c = pol.predict_action_chunk(obs, "car")
+    assert not torch.allclose(a, b) and not torch.allclose(a, c)
+    d = pol.config.to_dict()
+    del d["head"]["reflex_hidden"]  # a config.json written before the reflex path existed
+    old = PolicyConfig.from_dict(d)
+    assert old.head.reflex_hidden == 0 and Policy.build(old).heads["car"].reflex is None
+    assert PolicyConfig.from_dict(pol.config.to_dict()).head.reflex_hidden == pol.config.head.reflex_hidden > 0
