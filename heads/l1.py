@@ -17,6 +17,8 @@ from physai.heads.base import HEADS, ChunkDecoder, Head, HeadConfig, masked_mean
 
 
 class L1Head(Head):
+    jit_safe = True  # sampling is pure torch: Policy.optimize_for_inference may trace it
+
     def __init__(self, spec, width: int, cfg: HeadConfig, backend: str):
         super().__init__(spec, width, cfg)
         self.decoder = ChunkDecoder(width, cfg, backend)

@@ -66,8 +66,12 @@ def bench_latency(threads: int = 2, calls: int = 100, chunk: int = 8, preset: st
             return obs[i["k"] % len(obs)]
 
         with torch.inference_mode():
-            p = percentile_ms(lambda: pol.select_action(nxt(), emb), calls)
+            e = percentile_ms(lambda: pol.select_action(nxt(), emb), calls)
             a = percentile_ms(lambda: act.select_action(nxt()), calls)
+        pol.optimize_for_inference()  # traced + frozen graph (built in the warm-up calls)
+        with torch.no_grad():
+            p = percentile_ms(lambda: pol.select_action(nxt(), emb), calls)
+        rows.append({"embodiment": emb, "policy": f"physai {preset} (eager)", "params_M": n_params(pol) / 1e6, **e})
         rows.append({"embodiment": emb, "policy": f"physai {preset}", "params_M": n_params(pol) / 1e6, **p})
         rows.append({"embodiment": emb, "policy": "lerobot ACT", "params_M": n_params(act) / 1e6, **a})
         rows.append({"embodiment": emb, "policy": "ratio physai/ACT", "params_M": float("nan"),

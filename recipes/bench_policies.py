@@ -56,7 +56,7 @@ def bench_policies(recipe_name: str = "cotrain", overrides: list[str] | None = N
     samples_total = recipe.train.steps * recipe.train.batch_size
     from physai.policy import Policy
 
-    pol = Policy.from_pretrained(res["final"])
+    pol = Policy.from_pretrained(res["final"]).eval().optimize_for_inference()
     paths = dataset_paths(recipe)
     loader = MultiEmbodimentLoader({str(p): w for p, w in paths.items()}, batch_size=recipe.train.batch_size,
                                    chunk_size=recipe.policy.head.chunk_size, seed=0)

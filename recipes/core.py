@@ -75,9 +75,9 @@ def cotrain() -> Recipe:
     return Recipe(
         name="cotrain",
         policy=_policy(("car", "g1"), residual_actions=("g1",)),
-        train=TrainConfig(steps=3000, batch_size=128, lr=1e-3, warmup_steps=100, ckpt_every=500),
-        data=DataConfig(datasets=(("physai/car-highway", 30, 0.5), ("physai/g1-walk", 12, 0.5)),
-                        dagger_rounds=3, dagger_episodes=12),
+        train=TrainConfig(steps=4200, batch_size=128, lr=1e-3, warmup_steps=100, ckpt_every=600),
+        data=DataConfig(datasets=(("physai/car-highway", 30, 0.4), ("physai/g1-walk", 12, 0.6)),
+                        dagger_rounds=6, dagger_episodes=12),
         eval_env=("physai/car-highway", "physai/g1-walk"),
     )
 

@@ -30,6 +30,8 @@ class PolicyAgent:
     def __init__(self, policy, embodiment: str, lerobot: bool = False):
         self.policy, self.emb, self.lerobot = policy, embodiment, lerobot
         self.spec = policy.spec if lerobot else policy.specs[embodiment]
+        if not lerobot:
+            policy.eval().optimize_for_inference()
 
     def reset(self) -> None:
         self.policy.reset()

@@ -236,3 +236,27 @@ def test_reflex_path_reads_proprio_and_old_configs_load_without_it(tmp_path):
     old = PolicyConfig.from_dict(d)
     assert old.head.reflex_hidden == 0 and Policy.build(old).heads["car"].reflex is None
     assert PolicyConfig.from_dict(pol.config.to_dict()).head.reflex_hidden == pol.config.head.reflex_hidden > 0
+
+
+def test_optimized_inference_matches_eager_and_is_dropped_when_training():
+    torch.manual_seed(0)
+    pol = Policy.build(tiny_config(embodiments=("car", "g1"), head_types=(("g1", "tokens"),))).eval()
+    rng = np.random.default_rng(0)
+    obs = [make_obs(pol.specs["car"], rng) for _ in range(3)]
+    eager = [pol.predict_action_chunk(o, "car") for o in obs]
+    pol.optimize_for_inference()
+    fast = [pol.predict_action_chunk(o, "car") for o in obs]
+    for a, b in zip(eager, fast):
+        assert torch.allclose(a, b, atol=1e-5)
+    assert len(pol._graphs) == 1  # one graph per embodiment and input shapes, reused
+    g1 = pol.predict_action_chunk(make_obs(pol.specs["g1"], rng), "g1")  # tokens head: stays eager
+    assert torch.isfinite(g1).all() and len(pol._graphs) == 1
+    with torch.no_grad():  # new weights: after train() the stale graph must not be used
+        pol.train()
+        for p in pol.heads["car"].out.parameters():
+            p.add_(0.5)
+        pol.eval()
+    changed = pol.predict_action_chunk(obs[0], "car")
+    pol.optimize_for_inference(False)
+    assert torch.allclose(changed, pol.predict_action_chunk(obs[0], "car"), atol=1e-5)
+    assert not torch.allclose(changed, fast[0], atol=1e-4)

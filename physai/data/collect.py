@@ -70,7 +70,7 @@ def _load_policy(checkpoint: str | Path, embodiment: str) -> Any:
     pol = Policy.from_pretrained(checkpoint)
     if embodiment not in pol.specs:
         raise ConfigError(f"DAgger checkpoint '{checkpoint}' has no '{embodiment}' head (has {sorted(pol.specs)})")
-    pol.eval()
+    pol.eval().optimize_for_inference()
     return pol
 
 
