@@ -33,6 +33,7 @@ class PolicyConfig:
     world_model_weight: float = 0.5  # weight of the world-model loss in forward()
     world_model_fraction: float = 1.0  # share of each batch the world-model loss is computed on (it costs a second encode)
     code_entropy_weight: float = 0.5  # FSQ code-usage regulariser (keeps physical tokens from collapsing)
+    code_entropy_per_position: bool = False  # spread codes over the batch per token position (see FSQ.entropy_loss)
     temporal_ensemble: float | None = None  # ACT-style ensembling coefficient; None = chunk queue
     n_action_steps: int | None = None  # actions executed per predicted chunk (None = chunk_size)
     residual_actions: tuple[str, ...] = ()  # embodiments predicting actions relative to proprio's last_action_*

@@ -146,7 +146,7 @@ class Policy(nn.Module):
             loss = loss + self.config.world_model_weight * wm
             metrics[f"{emb}/world_model_ce"] = float(wm.detach())
         if self.config.code_entropy_weight > 0 and self.training:
-            ent = self.bottleneck.fsq.entropy_loss(feats["z"])
+            ent = self.bottleneck.fsq.entropy_loss(feats["z"], per_position=self.config.code_entropy_per_position)
             loss = loss + self.config.code_entropy_weight * ent
             metrics[f"{emb}/code_entropy_loss"] = float(ent.detach())
         metrics.update({f"{emb}/{k}": v for k, v in self.bottleneck.fsq.code_stats(feats["codes"]).items()})

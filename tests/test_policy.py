@@ -112,6 +112,22 @@ def test_fsq_roundtrip_codes():
     assert st["perplexity"] == pytest.approx(10.0, rel=1e-5) and st["codebook_usage"] == pytest.approx(0.01)
 
 
+def test_per_position_code_entropy_closes_the_constant_per_position_loophole():
+    from physai.tokenizers.fsq import FSQ
+
+    fsq = FSQ((5, 5))
+    B, K = 64, 4
+    g = torch.Generator().manual_seed(0)
+    # each position always holds the same (extreme) level, different positions different levels
+    const = torch.tensor([-9.0, 9.0, -9.0, 9.0])[None, :, None].expand(B, K, 2).clone()
+    spread = torch.randn(B, K, 2, generator=g) * 3  # codes vary over the batch at every position
+    assert fsq.entropy_loss(const) < -0.2  # pooled: looks well spread
+    assert fsq.entropy_loss(const, per_position=True) > -0.05  # per position: nothing spread
+    assert fsq.entropy_loss(spread, per_position=True) < fsq.entropy_loss(const, per_position=True) - 0.2
+    with pytest.raises(ValueError, match="per_position"):
+        fsq.entropy_loss(spread[0], per_position=True)
+
+
 def test_normalization_applied_outside_modules():
     pol = Policy.build(tiny_config(embodiments=("car",)))
     spec = pol.specs["car"]

@@ -62,20 +62,34 @@ class FSQ(nn.Module):
         half_w = (self._levels // 2).float()
         return (digits.float() - half_w) / half_w
 
-    def entropy_loss(self, z: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+    def entropy_loss(self, z: torch.Tensor, temperature: float = 0.5, per_position: bool = False) -> torch.Tensor:
         """Code-usage regulariser (as LFQ/MAGVIT-v2, per FSQ dimension): mean per-sample entropy of
         the soft level assignment minus the entropy of the batch-average assignment. Minimising it
         makes each token commit to a level while the batch spreads over all levels, which keeps
-        the codes from collapsing to one value. z: [..., dim] (pre-bound)."""
-        bounded = self._bound(z.float()).reshape(-1, self.dim)  # [N, dim]
+        the codes from collapsing to one value. z: [..., dim] (pre-bound).
+
+        With `per_position` (z: [B, K, dim]) the batch average is taken per token position, over
+        the batch only. Pooled over positions, the spread can be met by giving each position its
+        own constant code, which carries no information about the observation: measured in a
+        3,000-step co-training run, all 8 positions held one fixed code for every car and G1 input.
+        Closing that loophole alone does not keep codes alive while the world-model loss trains the
+        encoder (constant codes make the next codes trivially predictable): with it on, the same
+        recipe reached perplexity 1.0 within 100 steps. It is off by default."""
+        z = z.float()
+        if per_position:
+            if z.dim() != 3:
+                raise ValueError(f"per_position entropy needs z [B, K, dim], got shape {tuple(z.shape)}")
+            bounded = self._bound(z).transpose(0, 1)  # [K, B, dim]
+        else:
+            bounded = self._bound(z).reshape(1, -1, self.dim)  # [1, N, dim]
         loss = bounded.new_zeros(())
         for i, L in enumerate(self.levels):
             grid = torch.arange(L, device=z.device, dtype=torch.float32) - L // 2  # integer levels
-            logits = -(bounded[:, i : i + 1] - grid) ** 2 / temperature  # [N, L]
+            logits = -(bounded[..., i : i + 1] - grid) ** 2 / temperature  # [G, N, L]
             p = logits.softmax(-1)
             per_sample = -(p * p.clamp_min(1e-9).log()).sum(-1).mean()
-            avg = p.mean(0)
-            batch = -(avg * avg.clamp_min(1e-9).log()).sum()
+            avg = p.mean(1)  # [G, L]
+            batch = -(avg * avg.clamp_min(1e-9).log()).sum(-1).mean()
             loss = loss + (per_sample - batch) / math.log(L)
         return loss / self.dim
 
