@@ -191,7 +191,7 @@ def train_recipe(recipe, out: str | Path, resume: bool = True, progress: bool = 
         idx = torch.randint(0, n, (min(64, n),), generator=val_rng).tolist()
         val.append(loader.batch_for(emb, idx))
     bounds = dagger_boundaries(recipe)
-    rounds: list[dict[Path, float]] = []
+    rounds: list[dict[Path, Path]] = []  # per completed round: {DAgger dataset: recording it extends}
     latest = Trainer.latest_in(out) if resume else None
     if latest is not None:  # rebuild the data the checkpoint was trained on: rounds completed before its step
         step = Trainer.step_of(latest)
