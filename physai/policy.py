@@ -236,17 +236,17 @@ class Policy(nn.Module):
 
     def _predict(self, o: dict[str, torch.Tensor], embodiment: str) -> torch.Tensor:
         """Canonical (validated) obs -> bounded chunk [B, H, A] in physical units."""
-        if self._jit and not self.training and getattr(self.heads[embodiment], "jit_safe", False):
-            norm = self._graph(o, embodiment)(o["image"], o["proprio"], o["command"])
-            return bound_actions(self._from_output(norm.float(), o, embodiment), self.specs[embodiment])
         was_training = self.training
-        if was_training:  # (module.train() walks every submodule: only toggle when needed)
-            self.eval()
-        try:
-            norm = self.heads[embodiment].sample_actions(self.encode(self._norm_obs(o, embodiment), embodiment))
-        finally:
-            if was_training:
-                self.train(True)
+        if self._jit and not was_training and getattr(self.heads[embodiment], "jit_safe", False):
+            norm = self._graph(o, embodiment)(o["image"], o["proprio"], o["command"])
+        else:
+            if was_training:  # (module.train() walks every submodule: only toggle when needed)
+                self.eval()
+            try:
+                norm = self.heads[embodiment].sample_actions(self.encode(self._norm_obs(o, embodiment), embodiment))
+            finally:
+                if was_training:
+                    self.train(True)
         return bound_actions(self._from_output(norm.float(), o, embodiment), self.specs[embodiment])
 
     @torch.no_grad()
