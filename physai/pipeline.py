@@ -16,24 +16,41 @@ from physai.errors import CheckpointError, ConfigError
 from physai.sim.suite import embodiment_of
 
 
-def env_kwargs_for(env_id: str, seconds: float) -> dict[str, Any]:
+def env_kwargs_for(env_id: str, seconds: float, stand_prob: float | None = None) -> dict[str, Any]:
+    """Env options for recording: episode length, and for humanoids camera images and (when given)
+    the chance a random command is "stand still"."""
     if embodiment_of(env_id) == "car":
         return {"config": {"duration": seconds}}
-    return {"episode_seconds": seconds, "render_images": True}
+    kw: dict[str, Any] = {"episode_seconds": seconds, "render_images": True}
+    if stand_prob is not None:
+        kw["stand_prob"] = float(stand_prob)
+    return kw
+
+
+def _stand_prob(env_id: str, stand_prob: float | None) -> float | None:
+    """The stand probability a humanoid recording uses; None where it is the env's default (or a car)."""
+    from physai.sim.humanoid.commands import P_STAND
+
+    if embodiment_of(env_id) == "car" or stand_prob is None or stand_prob == P_STAND:
+        return None
+    return float(stand_prob)
 
 
 def ensure_dataset(env_id: str, episodes: int, root: str | Path, seed: int, seconds: float,
-                   progress: bool = True, action_noise: float = 0.0) -> Path:
-    """Record (or top up) an expert dataset; reuses what an earlier run already recorded."""
+                   progress: bool = True, action_noise: float = 0.0, stand_prob: float | None = None) -> Path:
+    """Record (or top up) an expert dataset; reuses what an earlier run already recorded. The folder
+    name carries every setting that changes the data (seed, length, noise, stand probability)."""
     from physai.data import format as F
     from physai.data.collect import collect
 
+    stand_prob = _stand_prob(env_id, stand_prob)
     tag = f"-noise{action_noise:g}" if action_noise > 0 else ""
+    tag += f"-stand{stand_prob:g}" if stand_prob is not None else ""
     path = Path(root) / f"{env_id.split('/')[-1]}-seed{seed}-{seconds:g}s{tag}"
     have = int(F.read_info(path).get("total_episodes", 0)) if F.is_dataset(path) else 0
     if have < episodes:
-        collect(env_id, episodes - have, path, seed=seed, env_kwargs=env_kwargs_for(env_id, seconds), progress=progress,
-                action_noise=action_noise)
+        collect(env_id, episodes - have, path, seed=seed, env_kwargs=env_kwargs_for(env_id, seconds, stand_prob),
+                progress=progress, action_noise=action_noise)
     return path
 
 
@@ -42,7 +59,8 @@ def dataset_paths(recipe, progress: bool = True) -> dict[Path, float]:
     out = {}
     for env_id, episodes, weight in d.datasets:
         secs = d.car_seconds if embodiment_of(env_id) == "car" else d.humanoid_seconds
-        out[ensure_dataset(env_id, episodes, d.root, d.seed, secs, progress, d.action_noise)] = weight
+        out[ensure_dataset(env_id, episodes, d.root, d.seed, secs, progress, d.action_noise,
+                           d.humanoid_stand_prob)] = weight
     return out
 
 
@@ -122,15 +140,15 @@ def dagger_boundaries(recipe) -> list[int]:
     return [S * r // (R + 1) for r in range(1, R + 1)]
 
 
-def _collect_part(env_id, episodes, out, seed, checkpoint, seconds):
+def _collect_part(env_id, episodes, out, seed, checkpoint, seconds, stand_prob=None):
     torch.set_num_threads(1)
     from physai.data import format as F
     from physai.data.collect import collect
 
     have = int(F.read_info(out).get("total_episodes", 0)) if F.is_dataset(out) else 0
     if have < episodes:  # top up what a crashed run left
-        collect(env_id, episodes - have, out, seed=seed, dagger=checkpoint, env_kwargs=env_kwargs_for(env_id, seconds),
-                progress=False)
+        collect(env_id, episodes - have, out, seed=seed, dagger=checkpoint,
+                env_kwargs=env_kwargs_for(env_id, seconds, stand_prob), progress=False)
     return str(out)
 
 
@@ -156,7 +174,8 @@ def dagger_round(recipe, out: Path, r: int, policy, base: dict[Path, float],
             n = d.dagger_episodes // parts + (1 if k < d.dagger_episodes % parts else 0)
             if n:
                 seed = d.dagger_seed + 10_000 * r + 1_000 * i + 100 * k
-                jobs.append((env_id, n, root / f"{env_id.split('/')[-1]}-{k}", seed, secs, parent))
+                jobs.append((env_id, n, root / f"{env_id.split('/')[-1]}-{k}", seed, secs, parent,
+                             _stand_prob(env_id, d.humanoid_stand_prob)))
     if not done.exists():
         if policy is None:
             raise CheckpointError(f"DAgger round {r} in {root} is incomplete and no policy was given to finish it")
@@ -166,7 +185,7 @@ def dagger_round(recipe, out: Path, r: int, policy, base: dict[Path, float],
         ctx = mp.get_context("spawn")
         with cf.ProcessPoolExecutor(max_workers=2, mp_context=ctx) as ex, Progress(disable=not progress) as prog:
             task = prog.add_task(f"DAgger round {r}: policy drives, expert labels", total=len(jobs))
-            futs = [ex.submit(_collect_part, e, n, p, seed, str(ckpt), secs) for e, n, p, seed, secs, _ in jobs]
+            futs = [ex.submit(_collect_part, e, n, p, seed, str(ckpt), secs, sp) for e, n, p, seed, secs, _, sp in jobs]
             for f in cf.as_completed(futs):
                 f.result()
                 prog.advance(task)

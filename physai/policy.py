@@ -163,7 +163,10 @@ class Policy(nn.Module):
                                       "command": batch["command"][:n]}, spec, self.device, self.config.stem.n_obs_steps)
         with torch.no_grad():  # targets: the codes the encoder assigns to the next observation
             target = self.encode(self._norm_obs(nxt, emb), emb)["codes"]  # [n, K]
-        logits = self.world_model(feats["quantized"][:n], action_norm[:n], emb)  # [n, K, V]
+        q = feats["quantized"][:n]
+        if not self.config.world_model_trains_encoder:
+            q = q.detach()  # predictor-only: the codes are shaped by the heads and the entropy term
+        logits = self.world_model(q, action_norm[:n], emb)  # [n, K, V]
         ce = F.cross_entropy(logits.transpose(1, 2), target, reduction="none").mean(-1)  # [n]
         pad = batch.get("next_is_pad")
         if pad is None:

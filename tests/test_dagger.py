@@ -83,3 +83,21 @@ def test_dagger_round_adds_expert_labelled_policy_rollouts_and_resumes(tmp_path)
     assert res2["resumed"] and res2["dagger_rounds"] == 1 and (rd / "done.json").stat().st_mtime_ns == stamp
     assert F.read_info(ds)["total_episodes"] == 2
     assert (out / "final" / "model.safetensors").exists()
+
+
+def test_humanoid_recordings_carry_their_stand_probability(tmp_path):
+    from physai.data.frames import load_frames
+    from physai.pipeline import ensure_dataset, env_kwargs_for
+
+    assert "stand_prob" not in env_kwargs_for("physai/g1-walk", 5.0)
+    assert "stand_prob" not in env_kwargs_for("physai/car-highway", 5.0, 0.5)["config"]
+    path = ensure_dataset("physai/g1-walk", 1, tmp_path, seed=0, seconds=0.1, progress=False, stand_prob=1.0)
+    assert path.name == "g1-walk-seed0-0.1s-stand1"  # its own cache folder: never mixed with other data
+    session = json.loads((path / F.META_FILE).read_text())["sessions"][0]
+    assert session["env_kwargs"]["stand_prob"] == "1.0"
+    fr = load_frames(path)
+    assert len(fr) == 5 and abs(fr.command).max() == 0.0  # every command was "stand still"
+    default = ensure_dataset("physai/g1-walk", 1, tmp_path, seed=0, seconds=0.1, progress=False, stand_prob=0.1)
+    assert default.name == "g1-walk-seed0-0.1s"  # the env's default keeps the old cache name
+    with pytest.raises(ConfigError, match="humanoid_stand_prob"):
+        apply_overrides(get_recipe("cotrain")(), ["data.humanoid_stand_prob=1.5"])

@@ -12,7 +12,9 @@ from physai.embodiments import get_spec
 from physai.errors import ConfigError, ObservationError
 from physai.heads import HEADS
 from physai.heads.base import HeadConfig
+from physai.config import PolicyConfig
 from physai.policy import Policy
+from physai.validate import prepare_observation
 
 
 @pytest.mark.parametrize("head", HEADS.names())
@@ -276,3 +278,40 @@ def test_optimized_inference_matches_eager_and_is_dropped_when_training():
     pol.optimize_for_inference(False)
     assert torch.allclose(changed, pol.predict_action_chunk(obs[0], "car"), atol=1e-5)
     assert not torch.allclose(changed, fast[0], atol=1e-4)
+
+
+def test_position_perplexity_reports_constant_codes_per_position():
+    from physai.tokenizers.fsq import FSQ
+
+    fsq = FSQ((8, 5, 5, 5))
+    const = torch.tensor([3, 70, 500, 999]).expand(32, 4)  # each position fixed, positions differ
+    st = fsq.code_stats(const)
+    assert st["perplexity"] == pytest.approx(4.0, rel=1e-5)  # pooled: looks like 4 codes in use
+    assert st["position_perplexity"] == pytest.approx(1.0)  # per position: nothing varies
+    varied = torch.arange(32 * 4).reshape(32, 4) % 1000
+    assert fsq.code_stats(varied)["position_perplexity"] == pytest.approx(32.0, rel=1e-5)
+
+
+@pytest.mark.parametrize("trains_encoder", [False, True])
+def test_world_model_loss_trains_the_encoder_only_when_asked(trains_encoder):
+    torch.manual_seed(0)
+    pol = Policy.build(tiny_config(embodiments=("car",), world_model_trains_encoder=trains_encoder,
+                                   code_entropy_weight=0.0)).train()
+    b = make_batch(pol.specs["car"], B=4, H=pol.config.head.chunk_size, seed=1)
+    obs, _ = prepare_observation({k: b[k] for k in ("image", "proprio", "command")}, pol.specs["car"], pol.device,
+                                 pol.config.stem.n_obs_steps)
+    feats = pol.encode(pol._norm_obs(obs, "car"), "car")
+    action = pol._to_target(torch.as_tensor(b["action"]), obs, "car")
+    pol.world_model_loss(feats, action, {**b, "embodiment": "car"}, pol.specs["car"]).backward()
+    trunk_grad = sum(float(p.grad.abs().sum()) for p in pol.trunk.parameters() if p.grad is not None)
+    wm_grad = sum(float(p.grad.abs().sum()) for p in pol.world_model.parameters() if p.grad is not None)
+    assert wm_grad > 0  # the predictor always learns
+    assert (trunk_grad > 0) == trains_encoder
+
+
+def test_old_configs_keep_the_world_model_training_the_encoder():
+    d = tiny_config(embodiments=("car",)).to_dict()
+    del d["world_model_trains_encoder"], d["code_entropy_per_position"]
+    old = PolicyConfig.from_dict(d)
+    assert old.world_model_trains_encoder is True and old.code_entropy_per_position is False
+    assert PolicyConfig().world_model_trains_encoder is False and PolicyConfig().code_entropy_per_position is True

@@ -316,3 +316,18 @@ def test_expert_measurement(robot, request):
     assert r["episodes"] == 10
     if robot == "g1":
         assert r["fall_rate"] <= 0.1 and r["tracking_error"] < 0.6
+
+
+def test_stand_prob_changes_only_which_commands_stand():
+    def schedule(**kw):
+        env = HumanoidWalkEnv("g1", render_images=False, episode_seconds=60.0, **kw)
+        env.reset(seed=3)
+        return env.schedule
+
+    default, same = schedule(), schedule(stand_prob=0.1)
+    assert default == same  # 0.1 is the default evaluation uses
+    never, always = schedule(stand_prob=0.0), schedule(stand_prob=1.0)
+    assert all(c == {"vx": 0.0, "vy": 0.0, "yaw_rate": 0.0} for _, c in always)
+    assert not any(c == {"vx": 0.0, "vy": 0.0, "yaw_rate": 0.0} for _, c in never)
+    with pytest.raises(ConfigError, match="stand_prob"):
+        HumanoidWalkEnv("g1", render_images=False, stand_prob=1.5)

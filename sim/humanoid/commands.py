@@ -55,8 +55,8 @@ def normalize_schedule(spec: Any, schedule: Sequence[tuple[float, Mapping]] | Ma
     return out
 
 
-def random_command(rng: np.random.Generator) -> Command:
-    if rng.random() < P_STAND:
+def random_command(rng: np.random.Generator, stand_prob: float = P_STAND) -> Command:
+    if rng.random() < stand_prob:
         return {k: 0.0 for k in FIELDS}
     cmd = {k: float(rng.uniform(*RANDOM_RANGES[k])) for k in FIELDS}
     for k in ("vy", "yaw_rate"):
@@ -65,12 +65,13 @@ def random_command(rng: np.random.Generator) -> Command:
     return {k: round(v, 3) for k, v in cmd.items()}
 
 
-def random_schedule(rng: np.random.Generator, seconds: float) -> Schedule:
-    """A new random command every HOLD_S seconds, covering [0, seconds)."""
+def random_schedule(rng: np.random.Generator, seconds: float, stand_prob: float = P_STAND) -> Schedule:
+    """A new random command every HOLD_S seconds, covering [0, seconds). `stand_prob` is the chance
+    that a command is "stand still" (the default's draws are those evaluation seeds always had)."""
     out: Schedule = []
     t = 0.0
     while t < seconds:
-        out.append((round(t, 3), random_command(rng)))
+        out.append((round(t, 3), random_command(rng, stand_prob)))
         t += float(rng.uniform(*HOLD_S))
     return out
 

@@ -10,6 +10,9 @@ PD loop `kp·(target − q) − kd·q̇` (gains of the robot's walking policy). 
 action are env state (as in holosoma's deployment loop), so an expert can be queried from any state.
 Episodes end on a fall (root below `fall_height` × standing height or tilted more than
 `max_tilt_deg`) or after `episode_seconds`. Reward: exp(−tracking_error) per step survived.
+Without a schedule, commands are random (see `commands.random_schedule`); `stand_prob` (default
+0.1, what evaluation uses) is the chance a command is "stand still". Recordings may raise it: the
+walk-to-stand transition is where learned policies fall, and at 0.1 it is rare in the data.
 """
 
 from __future__ import annotations
@@ -49,12 +52,16 @@ class HumanoidWalkEnv(gym.Env):
         init_noise: float = 0.02,
         fall_height: float = 0.6,
         max_tilt_deg: float = 50.0,
+        stand_prob: float = C.P_STAND,
     ):
         self.spec_ = get_spec(robot)  # EmbodimentSpec ("spec" is gymnasium's EnvSpec)
         cam = self.spec_.cameras[0]
         self.image_size = int(image_size or cam.height)
         if self.image_size <= 0 or episode_seconds <= 0:
             raise ConfigError("image_size and episode_seconds must be > 0")
+        if not 0.0 <= stand_prob <= 1.0:
+            raise ConfigError(f"stand_prob must be in [0, 1] (chance a random command is 'stand still'), got {stand_prob}")
+        self.stand_prob = float(stand_prob)
         if render_mode not in (None, "rgb_array"):
             raise ConfigError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.robot, self.render_images, self.render_mode = robot, bool(render_images), render_mode
@@ -178,7 +185,7 @@ class HumanoidWalkEnv(gym.Env):
         elif self._user_schedule is not None:
             schedule = list(self._user_schedule)
         else:
-            schedule = C.random_schedule(self.np_random, self.max_steps / CONTROL_HZ)
+            schedule = C.random_schedule(self.np_random, self.max_steps / CONTROL_HZ, self.stand_prob)
         st, d = self.setup, self.data
         mujoco.mj_resetData(self.model, d)
         d.qpos[:] = st.stand_qpos
