@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata as md
+import os
 import sys
+import warnings
+
+# the CLI draws its own rich progress; LeRobot saves every episode through `datasets`, whose "Map:"
+# bar it re-enables after each save. Read when `datasets` is first imported (not at `import physai`).
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+warnings.filterwarnings("ignore", message="Cannot (en|dis)able progress bars")  # LeRobot's re-enabling, refused
 
 from rich.table import Table
 

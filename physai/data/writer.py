@@ -192,10 +192,8 @@ class DatasetWriter:
 
     def __init__(self, root: str | Path, spec: EmbodimentSpec, session: dict[str, Any] | None = None,
                  image_writer_threads: int = 0):
-        from datasets.utils.logging import disable_progress_bar
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-        disable_progress_bar()  # LeRobot saves each episode through `datasets`: a "Map:" bar per episode
         self.root, self.spec = Path(root).absolute(), spec
         self.repo_id = f"physai/{self.root.name}"
         self._threads, self._lock, self._new = image_writer_threads, None, None
