@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -140,6 +140,17 @@ def dagger_boundaries(recipe) -> list[int]:
     return [S * r // (R + 1) for r in range(1, R + 1)]
 
 
+class _RolloutJob(NamedTuple):
+    """One DAgger collection process: `episodes` roll-outs of `env_id` into `out`, which extends `parent`."""
+    env_id: str
+    episodes: int
+    out: Path
+    seed: int
+    seconds: float
+    parent: Path
+    stand_prob: float | None
+
+
 def _collect_part(env_id, episodes, out, seed, checkpoint, seconds, stand_prob=None):
     torch.set_num_threads(1)
     from physai.data import format as F
@@ -165,7 +176,7 @@ def dagger_round(recipe, out: Path, r: int, policy, base: dict[Path, float],
     d = recipe.data
     root = out / "dagger" / f"round_{r}"
     done = root / "done.json"
-    jobs = []
+    jobs: list[_RolloutJob] = []
     for i, ((env_id, _, _), parent) in enumerate(zip(d.datasets, base)):
         human = embodiment_of(env_id) != "car"
         parts = 2 if human else 1  # humanoid roll-outs are the slow ones: two processes
@@ -174,8 +185,8 @@ def dagger_round(recipe, out: Path, r: int, policy, base: dict[Path, float],
             n = d.dagger_episodes // parts + (1 if k < d.dagger_episodes % parts else 0)
             if n:
                 seed = d.dagger_seed + 10_000 * r + 1_000 * i + 100 * k
-                jobs.append((env_id, n, root / f"{env_id.split('/')[-1]}-{k}", seed, secs, parent,
-                             _stand_prob(env_id, d.humanoid_stand_prob)))
+                jobs.append(_RolloutJob(env_id, n, root / f"{env_id.split('/')[-1]}-{k}", seed, secs, parent,
+                                        _stand_prob(env_id, d.humanoid_stand_prob)))
     if not done.exists():
         if policy is None:
             raise CheckpointError(f"DAgger round {r} in {root} is incomplete and no policy was given to finish it")
@@ -185,12 +196,13 @@ def dagger_round(recipe, out: Path, r: int, policy, base: dict[Path, float],
         ctx = mp.get_context("spawn")
         with cf.ProcessPoolExecutor(max_workers=2, mp_context=ctx) as ex, Progress(disable=not progress) as prog:
             task = prog.add_task(f"DAgger round {r}: policy drives, expert labels", total=len(jobs))
-            futs = [ex.submit(_collect_part, e, n, p, seed, str(ckpt), secs, sp) for e, n, p, seed, secs, _, sp in jobs]
+            futs = [ex.submit(_collect_part, j.env_id, j.episodes, j.out, j.seed, str(ckpt), j.seconds, j.stand_prob)
+                    for j in jobs]
             for f in cf.as_completed(futs):
                 f.result()
                 prog.advance(task)
-        done.write_text(json.dumps({"round": r, "datasets": [str(j[2]) for j in jobs]}))
-    return {j[2]: j[5] for j in jobs}
+        done.write_text(json.dumps({"round": r, "datasets": [str(j.out) for j in jobs]}))
+    return {j.out: j.parent for j in jobs}
 
 
 def train_recipe(recipe, out: str | Path, resume: bool = True, progress: bool = True) -> dict[str, Any]:
