@@ -99,13 +99,17 @@ class FSQ(nn.Module):
         """Fraction of the vocabulary used and perplexity of the code histogram; for codes [B, K] also
         the mean over positions of each position's perplexity across the batch (1.0 = every position
         holds one constant code, i.e. the tokens carry nothing about the input)."""
-        def perplexity(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            hist = torch.bincount(c.reshape(-1), minlength=self.vocab_size).float()
-            p = hist / hist.sum().clamp_min(1)
-            return hist, (-(p[p > 0] * p[p > 0].log()).sum()).exp()
+        K = codes.shape[1] if codes.dim() == 2 else 1
+        pos = torch.arange(K, device=codes.device) * self.vocab_size  # one histogram per position, one bincount
+        per_pos = torch.bincount((codes.reshape(-1, K) + pos).reshape(-1), minlength=K * self.vocab_size)
+        per_pos = per_pos.view(K, self.vocab_size).float()  # [K, V]
+        hist = per_pos.sum(0)  # [V]
 
-        hist, ppl = perplexity(codes)
-        out = {"codebook_usage": float((hist > 0).float().mean()), "perplexity": float(ppl)}
+        def perplexity(h: torch.Tensor) -> torch.Tensor:  # [..., V] counts -> [...]
+            p = h / h.sum(-1, keepdim=True).clamp_min(1)
+            return torch.exp(-(p * p.clamp_min(1e-12).log()).sum(-1))
+
+        out = {"codebook_usage": float((hist > 0).float().mean()), "perplexity": float(perplexity(hist))}
         if codes.dim() == 2:
-            out["position_perplexity"] = float(torch.stack([perplexity(codes[:, k])[1] for k in range(codes.shape[1])]).mean())
+            out["position_perplexity"] = float(perplexity(per_pos).mean())
         return out
