@@ -130,8 +130,12 @@ def _make_loader(recipe, base: dict[Path, float], rounds: list[dict[Path, Path]]
         n = {p: len(frames_cache[str(p)]) for p in members}
         for p in members:
             weights[str(p)] = base[parent] * n[p] / sum(n.values())
+    d = recipe.data
+    w = d.humanoid_transition_weight
+    transition = {embodiment_of(env_id): w for env_id, _, _ in d.datasets if embodiment_of(env_id) != "car" and w != 1.0}
     return MultiEmbodimentLoader(weights, batch_size=recipe.train.batch_size, chunk_size=recipe.policy.head.chunk_size,
-                                 seed=recipe.train.seed, frames={k: frames_cache[k] for k in weights})
+                                 seed=recipe.train.seed, frames={k: frames_cache[k] for k in weights},
+                                 transition_weight=transition, transition_seconds=d.transition_seconds)
 
 
 def dagger_boundaries(recipe) -> list[int]:

@@ -29,6 +29,11 @@ class DataConfig:
     # and evaluation use 0.1). Learned G1 policies fell almost only in the walk-to-stand transition
     # (8 of 8 falls in a 20-episode evaluation), which 0.1 makes rare in a few dozen episodes.
     humanoid_stand_prob: float = 0.3
+    # humanoid frames in the transition_seconds after a command change are drawn this many times as
+    # often (1 = uniform): the remaining falls came 1-2 s after walk-to-stand switches, where the
+    # policy's joint-target error was 2-3x its error while walking
+    humanoid_transition_weight: float = 3.0
+    transition_seconds: float = 1.5
     # DAgger: training is split into dagger_rounds + 1 equal phases; after each phase but the last
     # the policy drives dagger_episodes episodes per env while the expert labels every state, and
     # those frames join the training data (each embodiment keeps its sampling weight)
@@ -44,6 +49,9 @@ class DataConfig:
                 raise ConfigError(f"dataset entry {d}: expected (env id, episodes >= 1, weight > 0)")
         if not 0.0 <= self.humanoid_stand_prob <= 1.0:
             raise ConfigError(f"data.humanoid_stand_prob must be in [0, 1], got {self.humanoid_stand_prob}")
+        if not self.humanoid_transition_weight >= 1.0 or not self.transition_seconds > 0:
+            raise ConfigError(f"data.humanoid_transition_weight must be >= 1 and data.transition_seconds > 0, "
+                              f"got {self.humanoid_transition_weight}, {self.transition_seconds}")
         if self.dagger_rounds < 0 or self.dagger_episodes < 1:
             raise ConfigError(f"data.dagger_rounds must be >= 0 and data.dagger_episodes >= 1, "
                               f"got {self.dagger_rounds}, {self.dagger_episodes}")

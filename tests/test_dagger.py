@@ -101,3 +101,19 @@ def test_humanoid_recordings_carry_their_stand_probability(tmp_path):
     assert default.name == "g1-walk-seed0-0.1s"  # the env's default keeps the old cache name
     with pytest.raises(ConfigError, match="humanoid_stand_prob"):
         apply_overrides(get_recipe("cotrain")(), ["data.humanoid_stand_prob=1.5"])
+
+
+def test_recipe_loader_weights_humanoid_command_switches(tmp_path):
+    from physai.pipeline import _make_loader
+
+    from physai.pipeline import ensure_dataset
+
+    g1 = ensure_dataset("physai/g1-walk", 1, tmp_path, seed=0, seconds=0.1, progress=False)
+    recipe = apply_overrides(get_recipe("g1_only")(), ["data.humanoid_transition_weight=2.5",
+                                                       "data.transition_seconds=0.5", "train.batch_size=4"])
+    loader = _make_loader(recipe, {g1: 1.0}, [], {})
+    assert loader.transition_weight == {"g1": 2.5} and loader.transition_seconds == 0.5
+    plain = _make_loader(apply_overrides(recipe, ["data.humanoid_transition_weight=1"]), {g1: 1.0}, [], {})
+    assert plain.transition_weight == {}
+    with pytest.raises(ConfigError, match="humanoid_transition_weight"):
+        apply_overrides(recipe, ["data.humanoid_transition_weight=0.5"])

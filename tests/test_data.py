@@ -333,6 +333,41 @@ def test_sampling_weights_determinism_and_resume(datasets):
     assert len(list(MultiEmbodimentLoader(paths, batch_size=8, steps=3))) == 3
 
 
+def test_transition_weighted_sampling(datasets):
+    import dataclasses
+
+    path = datasets / "g1"
+    f = load_frames(path)
+    assert len(f) == 14 and f.spec.control_hz == 50  # 2 episodes of 7 frames
+    cmd = np.zeros_like(f.command)
+    cmd[3:7, 0] = 0.5  # episode 0 switches at frame 3
+    cmd[7:12, 0] = 0.2  # episode 1 starts on another command (not a switch) ...
+    cmd[12:, 0] = 0.0  # ... and switches at frame 12
+    f = dataclasses.replace(f, command=cmd)
+    w = MultiEmbodimentLoader.frame_weights(f, 4.0, seconds=0.04)  # 2 frames at 50 Hz
+    assert w.tolist() == [1, 1, 1, 4, 4, 1, 1, 1, 1, 1, 1, 1, 4, 4]
+    assert MultiEmbodimentLoader.frame_weights(f, 4.0, seconds=1.0).tolist() == [1, 1, 1, 4, 4, 4, 4] + [1] * 5 + [4, 4]
+    mk = lambda **kw: MultiEmbodimentLoader({path: 1.0}, batch_size=2000, seed=1, frames={str(path): f}, **kw)
+    L = mk(transition_weight={"g1": 4.0}, transition_seconds=0.04)
+    idx = np.concatenate([L.sample()["g1"]["index"].numpy() for _ in range(20)])
+    freq = np.bincount(idx, minlength=14) / len(idx)
+    assert np.allclose(freq, w / w.sum(), atol=0.01)  # 4/26 for switch frames, 1/26 for the rest
+    uniform = np.bincount(np.concatenate([mk().sample()["g1"]["index"].numpy() for _ in range(20)]), minlength=14)
+    assert np.allclose(uniform / uniform.sum(), 1 / 14, atol=0.01)
+    # resume keeps the weighted stream; a loader with other sampling refuses the state
+    state = json.loads(json.dumps(L.state_dict()))
+    expected = [L.sample()["g1"]["index"].tolist() for _ in range(3)]
+    L2 = mk(transition_weight={"g1": 4.0}, transition_seconds=0.04)
+    L2.load_state_dict(state)
+    assert [L2.sample()["g1"]["index"].tolist() for _ in range(3)] == expected
+    with pytest.raises(ConfigError, match="transition"):
+        mk().load_state_dict(state)
+    with pytest.raises(ConfigError, match="transition_weight"):
+        mk(transition_weight={"g1": 0.5})
+    with pytest.raises(ConfigError, match="transition_seconds"):
+        mk(transition_weight={"g1": 2.0}, transition_seconds=0.0)
+
+
 def test_loads_video_datasets(tmp_path):
     """Datasets recorded with MP4 cameras (e.g. by other tools) load too, each video decoded once."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset

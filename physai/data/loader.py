@@ -3,7 +3,8 @@
 Each dataset is loaded into memory once (`physai.data.frames.load_frames`: images decoded once,
 stored as uint8 tensors); datasets of the same embodiment share one pool. A step draws
 `batch_size` samples: how many come from each dataset is multinomial in the sampling weights, the
-frames are uniform within a dataset, and a step is a dict `embodiment -> batch` (embodiments with
+frames are uniform within a dataset (or, for embodiments given a `transition_weight`, frames in the
+`transition_seconds` after a command change are that many times likelier), and a step is a dict `embodiment -> batch` (embodiments with
 no sample that step are absent) - each batch a few tensor index ops in the layout
 `Policy.forward` takes: image uint8 [B, 1, C, 3, H, W], proprio [B, 1, Dp] (raw), command [B, Dc],
 action [B, H, A] (physical units; frames past the episode end repeat its last action and are
@@ -82,12 +83,17 @@ class MultiEmbodimentLoader:
 
     datasets: paths, or a mapping path -> sampling weight; weights: per dataset (default: equal).
     frames: already-loaded `Frames` by path, used instead of loading those datasets again.
-    steps: stop after this many steps when iterating (None: forever)."""
+    steps: stop after this many steps when iterating (None: forever).
+    transition_weight: {embodiment: w}: within that embodiment's datasets, a frame in the first
+    `transition_seconds` after the command changed (within an episode) is drawn w times as often as
+    any other frame (w >= 1; embodiments not named are uniform). Closed-loop policies fail most right
+    after a switch (a walking humanoid told to stand), which a few dozen episodes hold few of."""
 
     def __init__(self, datasets: Sequence[str | Path] | Mapping[str | Path, float], weights: Sequence[float] | None = None,
                  batch_size: int = 64, chunk_size: int = 8, seed: int = 0, steps: int | None = None,
                  device: str | torch.device | None = None, cache_stats: bool = True,
-                 frames: Mapping[str, Frames] | None = None):
+                 frames: Mapping[str, Frames] | None = None, transition_weight: Mapping[str, float] | None = None,
+                 transition_seconds: float = 2.0):
         if isinstance(datasets, Mapping):
             if weights is not None:
                 raise ConfigError("give weights either in the datasets mapping or as `weights`, not both")
@@ -118,12 +124,42 @@ class MultiEmbodimentLoader:
             self._src_off.append(offs.get(f.spec.name, 0))
             offs[f.spec.name] = self._src_off[-1] + len(f)
         self._src_len = [len(f) for f in self.frames]
+        self.transition_weight = {str(k): float(v) for k, v in (transition_weight or {}).items()}
+        self.transition_seconds = float(transition_seconds)
+        for emb, w in self.transition_weight.items():
+            if not np.isfinite(w) or w < 1:
+                raise ConfigError(f"transition_weight['{emb}'] must be a finite number >= 1, got {w}")
+        if not np.isfinite(self.transition_seconds) or self.transition_seconds <= 0:
+            raise ConfigError(f"transition_seconds must be > 0, got {transition_seconds}")
+        # per dataset: None (uniform) or the cumulative frame-sampling distribution
+        self._src_cdf = [self._transition_cdf(f) for f in self.frames]
         self.stats_source: dict[str, str] = {}  # dataset path -> "cache" | "computed"
         self._normalizer_stats: dict[str, dict] | None = None
         self._rng = np.random.Generator(np.random.PCG64(self.seed))
         self.step = 0
 
     # ---- sampling --------------------------------------------------------------------------
+    def _transition_cdf(self, f: Frames) -> np.ndarray | None:
+        w = self.transition_weight.get(f.spec.name, 1.0)
+        if w == 1.0 or len(f) == 0:
+            return None
+        return np.cumsum(self.frame_weights(f, w, self.transition_seconds))
+
+    @staticmethod
+    def frame_weights(f: Frames, weight: float, seconds: float) -> np.ndarray:
+        """[N] float64: `weight` for frames less than `seconds` after a command change inside their
+        episode (the change's own frame included), 1 elsewhere."""
+        n = len(f)
+        window = max(1, int(round(seconds * f.spec.control_hz)))
+        changed = np.any(f.command[1:] != f.command[:-1], axis=1) & (f.ep_start[1:] == f.ep_start[:-1])
+        t = np.flatnonzero(changed) + 1  # frames where a new command starts
+        marks = np.zeros(n + 1, dtype=np.int64)
+        np.add.at(marks, t, 1)
+        np.add.at(marks, np.minimum(t + window, f.ep_end[t]), -1)
+        out = np.ones(n, dtype=np.float64)
+        out[np.cumsum(marks[:n]) > 0] = weight
+        return out
+
     def num_frames(self) -> dict[str, int]:
         return {e: int(p.state.shape[0]) for e, p in self._pools.items()}
 
@@ -133,8 +169,13 @@ class MultiEmbodimentLoader:
         picks: dict[str, list[np.ndarray]] = {}
         for s, c in enumerate(counts):
             if c:
-                off = self._src_off[s]
-                picks.setdefault(self._src_emb[s], []).append(self._rng.integers(off, off + self._src_len[s], c))
+                off, cdf = self._src_off[s], self._src_cdf[s]
+                if cdf is None:
+                    local = self._rng.integers(0, self._src_len[s], c)
+                else:
+                    local = np.minimum(np.searchsorted(cdf, self._rng.random(c) * cdf[-1], side="right"),
+                                       self._src_len[s] - 1)
+                picks.setdefault(self._src_emb[s], []).append(off + local)
         self.step += 1
         out = {}
         for emb in self.embodiments:  # fixed order: deterministic dict order
@@ -159,7 +200,8 @@ class MultiEmbodimentLoader:
     def state_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "step": self.step, "rng": self._rng.bit_generator.state,
                 "batch_size": self.batch_size, "chunk_size": self.chunk_size, "probs": self.probs.tolist(),
-                "fingerprints": [f.fingerprint for f in self.frames]}
+                "fingerprints": [f.fingerprint for f in self.frames],
+                "transition": {"weight": self.transition_weight, "seconds": self.transition_seconds}}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue exactly where `state` was taken; the data and sampling setup must be the same."""
@@ -167,6 +209,10 @@ class MultiEmbodimentLoader:
                           ("fingerprints", [f.fingerprint for f in self.frames])):
             if state.get(key) != mine:
                 raise ConfigError(f"loader state was saved with {key}={state.get(key)!r}, this loader has {mine!r}")
+        mine_t = {"weight": self.transition_weight, "seconds": self.transition_seconds}
+        saved_t = state.get("transition", {"weight": {}, "seconds": self.transition_seconds})  # older states: uniform
+        if saved_t["weight"] != mine_t["weight"] or (mine_t["weight"] and saved_t["seconds"] != mine_t["seconds"]):
+            raise ConfigError(f"loader state was saved with transition sampling {saved_t}, this loader has {mine_t}")
         if not np.allclose(state.get("probs", []), self.probs):
             raise ConfigError(f"loader state was saved with weights {state.get('probs')}, this loader has {self.probs.tolist()}")
         self._rng.bit_generator.state = state["rng"]
