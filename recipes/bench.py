@@ -28,15 +28,23 @@ def percentile_ms(fn: Callable[[], Any], n: int, warmup: int = 5) -> dict[str, f
     return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean())}
 
 
-def _physai_policy(embodiments, preset="nano", chunk=8, n_action_steps=1):
-    """The configuration the recipes train (16-px patches, heads read trunk too), at `preset` size."""
+def _physai_policy(embodiments, preset="nano", chunk=8, n_action_steps=1, patch_size: int | None = None,
+                   n_readout: int | None = None):
+    """The configuration the recipes train (16-px patches, 8 physical tokens, heads read trunk too),
+    at `preset` size; `patch_size` / `n_readout` override the token counts."""
     import dataclasses
 
     from physai.policy import Policy
     from physai.recipes.core import _policy
+    from physai.stems import StemConfig
     from physai.trunk import TRUNK_PRESETS
 
-    cfg = _policy(tuple(embodiments), chunk=chunk, n_action_steps=n_action_steps)
+    kw = {}
+    if patch_size is not None:
+        kw["stem"] = StemConfig(patch_size=patch_size)
+    if n_readout is not None:
+        kw["n_readout"] = n_readout
+    cfg = _policy(tuple(embodiments), chunk=chunk, n_action_steps=n_action_steps, **kw)
     cfg = dataclasses.replace(cfg, trunk=TRUNK_PRESETS.get(preset), preset=preset)
     return Policy.build(cfg).eval()
 
@@ -115,38 +123,76 @@ def _train_rate(model, batch_fn, steps: int, lr: float = 1e-4) -> float:
     return sum(len(b["action"]) for b in batches[2:]) / (time.perf_counter() - t)
 
 
-def bench_train(threads: int = 2, batch_size: int = 32, steps: int = 8, preset: str = "small", chunk: int = 8,
-                act_dim_model: int = 256) -> dict[str, Any]:
+# physai variants `bench train` times: (label, patch_size, n_readout). The recipes' tokens (16-px
+# patches: 16 image tokens, 8 physical tokens), and "p32" with the 2x2 image grid ACT's ResNet-18
+# (stride 32) gives a 64-px image, with 4 physical tokens.
+TRAIN_VARIANTS = (("", 16, 8), ("p32", 32, 4))
+
+
+def _train_flops_per_sample(model, batch) -> float:
+    """FLOPs of one training step (forward + backward, train mode) per sample."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    was = model.training
+    model.train()
+    with FlopCounterMode(display=False) as fc:
+        loss, _ = model(batch)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    model.train(was)
+    return fc.get_total_flops() / len(batch["action"])
+
+
+def match_act_dim(spec, chunk: int, params: int, dims=range(64, 1025, 64)) -> int:
+    """ACT's dim_model (dim_feedforward = 4x) whose parameter count is closest to `params`."""
+    from physai.baselines import LeRobotBaseline
+
+    best, best_gap = dims[0], float("inf")
+    for d in dims:
+        n = n_params(LeRobotBaseline("act", spec, chunk_size=chunk, n_action_steps=chunk, dim_model=d, dim_feedforward=4 * d))
+        if abs(n - params) < best_gap:
+            best, best_gap = d, abs(n - params)
+        if n > params:  # grows with d: nothing further is closer
+            break
+    return best
+
+
+def bench_train(threads: int = 2, batch_size: int = 32, steps: int = 8, preset: str = "small", chunk: int = 8,
+                act_dim_model: int | None = None, variants=TRAIN_VARIANTS) -> dict[str, Any]:
+    """Training samples/s of physai `preset` (each token variant) and of LeRobot ACT with the
+    parameter count closest to physai's (or `act_dim_model`), plus physai's achieved FLOP/s as a
+    fraction of the fp32 matmul peak measured in the same run. Same batches, AdamW, same threads."""
     from physai.baselines import LeRobotBaseline
     from physai.embodiments import get_spec
     from physai.testing import make_batch
 
     torch.set_num_threads(threads)
     spec = get_spec("car")
-    pol = _physai_policy(["car"], preset, chunk)
+    pols = {f"physai {preset}" + (f" {label}" if label else ""): _physai_policy(["car"], preset, chunk, 1, ps, k)
+            for label, ps, k in variants}
+    if act_dim_model is None:
+        act_dim_model = match_act_dim(spec, chunk, int(np.mean([n_params(p) for p in pols.values()])))
     act = LeRobotBaseline("act", spec, chunk_size=chunk, n_action_steps=chunk, dim_model=act_dim_model,
                           dim_feedforward=4 * act_dim_model)
     seeds = iter(range(10_000))
     bp = lambda: make_batch(spec, B=batch_size, H=chunk, seed=next(seeds))
     ba = lambda: make_batch(spec, B=batch_size, H=chunk, seed=next(seeds), next_obs=False)
     peak = matmul_peak_flops(threads)
-    with FlopCounterMode(display=False) as fc:
-        loss, _ = pol(bp())
-        loss.backward()
-    flops_step = fc.get_total_flops()
-    sps_p = _train_rate(pol, bp, steps)
+    act_name = f"lerobot ACT d{act_dim_model}"
+    act_flops = _train_flops_per_sample(act, ba())
     sps_a = _train_rate(act, ba, steps)
-    achieved = flops_step / batch_size * sps_p
-    rows = [
-        {"policy": f"physai {preset}", "params_M": n_params(pol) / 1e6, "samples_per_s": sps_p,
-         "GFLOP_per_sample": flops_step / batch_size / 1e9, "achieved_GFLOPs": achieved / 1e9,
-         "fraction_of_matmul_peak": achieved / peak},
-        {"policy": f"lerobot ACT d{act_dim_model}", "params_M": n_params(act) / 1e6, "samples_per_s": sps_a},
-        {"policy": "ratio physai/ACT", "samples_per_s": sps_p / sps_a},
-    ]
-    return {"threads": threads, "batch_size": batch_size, "steps": steps, "matmul_peak_GFLOPs": peak / 1e9, "rows": rows}
+    rows = []
+    for name, pol in pols.items():
+        flops = _train_flops_per_sample(pol, bp())
+        sps = _train_rate(pol, bp, steps)
+        rows.append({"policy": name, "params_M": n_params(pol) / 1e6, "tokens": pol.stems["car"].num_tokens + pol.config.n_readout,
+                     "samples_per_s": sps, "GFLOP_per_sample": flops / 1e9, "achieved_GFLOPs": flops * sps / 1e9,
+                     "fraction_of_matmul_peak": flops * sps / peak, "ratio_vs_ACT": sps / sps_a})
+    rows.append({"policy": act_name, "params_M": n_params(act) / 1e6, "samples_per_s": sps_a,
+                 "GFLOP_per_sample": act_flops / 1e9, "achieved_GFLOPs": act_flops * sps_a / 1e9,
+                 "fraction_of_matmul_peak": act_flops * sps_a / peak, "ratio_vs_ACT": 1.0})
+    return {"threads": threads, "batch_size": batch_size, "steps": steps, "chunk_size": chunk,
+            "act_dim_model": act_dim_model, "matmul_peak_GFLOPs": peak / 1e9, "rows": rows}
 
 
 def cmd_latency(args) -> int:
@@ -180,7 +226,8 @@ def add_bench_parsers(bench_sub) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--preset", default="small")
-    p.add_argument("--act-dim", type=int, default=256, help="ACT dim_model (sets its size)")
+    p.add_argument("--act-dim", type=int, default=None,
+                   help="ACT dim_model (sets its size; default: the one whose parameter count is closest to physai's)")
     p.add_argument("--json", default="runs/bench/train.json")
     p.set_defaults(fn=cmd_train)
     from physai.recipes.bench_policies import add_parser

@@ -1,0 +1,57 @@
+"""`physai bench train`: FLOPs counted in training mode, ACT sized to physai's parameter count."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+import torch
+
+from physai.embodiments import get_spec
+from physai.recipes import bench as B
+from physai.testing import make_batch
+
+
+def test_train_flops_are_counted_in_training_mode():
+    spec = get_spec("car")
+    pol = B._physai_policy(["car"], "nano", chunk=4)
+    assert not pol.training  # the bench builds policies in eval mode ...
+    batch = make_batch(spec, B=8, H=4, seed=0)
+    flops = B._train_flops_per_sample(pol, batch)
+    assert not pol.training and all(p.grad is None for p in pol.parameters())  # ... and gets them back untouched
+    # in eval mode the world model would run on the whole batch, in training on a quarter of it
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        loss, _ = pol(batch)
+        loss.backward()
+    assert flops < fc.get_total_flops() / 8
+    pol.train()
+    assert B._train_flops_per_sample(pol, batch) == pytest.approx(flops)
+
+
+def test_bench_train_rows_and_act_size_match(monkeypatch):
+    from physai.baselines import LeRobotBaseline
+
+    monkeypatch.setattr(B, "matmul_peak_flops", lambda threads: 1e11)
+    spec = get_spec("car")
+    threads = torch.get_num_threads()
+    try:
+        res = B.bench_train(threads=1, batch_size=2, steps=1, preset="nano", chunk=4)
+    finally:
+        torch.set_num_threads(threads)
+    rows = {r["policy"]: r for r in res["rows"]}
+    p16, p32, act = rows["physai nano"], rows["physai nano p32"], rows[f"lerobot ACT d{res['act_dim_model']}"]
+    assert p16["tokens"] == 2 + 1 + 16 + 8 and p32["tokens"] == 2 + 1 + 4 + 4  # body + 4x4 / 2x2 patches + physical
+    assert p32["GFLOP_per_sample"] < p16["GFLOP_per_sample"]
+    for r in (p16, p32, act):
+        assert r["samples_per_s"] > 0
+        assert r["ratio_vs_ACT"] == pytest.approx(r["samples_per_s"] / act["samples_per_s"])
+        assert r["fraction_of_matmul_peak"] == pytest.approx(r["achieved_GFLOPs"] * 1e9 / 1e11)
+    # the ACT chosen is the closest in parameters among the sizes tried
+    want = (p16["params_M"] + p32["params_M"]) / 2 * 1e6
+    sizes = {d: B.n_params(LeRobotBaseline("act", spec, chunk_size=4, n_action_steps=4, dim_model=d,
+                                            dim_feedforward=4 * d)) for d in (64, 128)}
+    assert res["act_dim_model"] == min(sizes, key=lambda d: abs(sizes[d] - want)) == 64
