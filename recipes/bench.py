@@ -157,7 +157,7 @@ def match_act_dim(spec, chunk: int, params: int, dims=range(64, 1025, 64)) -> in
     return best
 
 
-def bench_train(threads: int = 2, batch_size: int = 32, steps: int = 8, preset: str = "small", chunk: int = 8,
+def bench_train(threads: int = 2, batch_size: int = 128, steps: int = 4, preset: str = "small", chunk: int = 8,
                 act_dim_model: int | None = None, variants=TRAIN_VARIANTS) -> dict[str, Any]:
     """Training samples/s of physai `preset` (each token variant) and of LeRobot ACT with the
     parameter count closest to physai's (or `act_dim_model`), plus physai's achieved FLOP/s as a
@@ -223,8 +223,8 @@ def add_bench_parsers(bench_sub) -> None:
     p.set_defaults(fn=cmd_latency)
     p = bench_sub.add_parser("train", help="training samples/s vs ACT at comparable size, FLOP/s vs matmul peak")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=128, help="default: the recipes' batch size")
+    p.add_argument("--steps", type=int, default=4)
     p.add_argument("--preset", default="small")
     p.add_argument("--act-dim", type=int, default=None,
                    help="ACT dim_model (sets its size; default: the one whose parameter count is closest to physai's)")
