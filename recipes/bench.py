@@ -185,8 +185,9 @@ def bench_train(threads: int = 2, batch_size: int = 128, steps: int = 4, preset:
     for name, pol in pols.items():
         flops = _train_flops_per_sample(pol, bp())
         sps = _train_rate(pol, bp, steps)
-        rows.append({"policy": name, "params_M": n_params(pol) / 1e6, "tokens": pol.stems["car"].num_tokens + pol.config.n_readout,
-                     "samples_per_s": sps, "GFLOP_per_sample": flops / 1e9, "achieved_GFLOPs": flops * sps / 1e9,
+        tokens = pol.stems["car"].num_tokens + pol.config.n_readout  # through the trunk, per sample
+        rows.append({"policy": name, "params_M": n_params(pol) / 1e6, "tokens": tokens, "samples_per_s": sps,
+                     "GFLOP_per_sample": flops / 1e9, "achieved_GFLOPs": flops * sps / 1e9,
                      "fraction_of_matmul_peak": flops * sps / peak, "ratio_vs_ACT": sps / sps_a})
     rows.append({"policy": act_name, "params_M": n_params(act) / 1e6, "samples_per_s": sps_a,
                  "GFLOP_per_sample": act_flops / 1e9, "achieved_GFLOPs": act_flops * sps_a / 1e9,

@@ -6,6 +6,7 @@ small enough to finish on 2 CPU cores; scale them with `physai train --set key=v
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from physai.config import PolicyConfig, policy_config
@@ -49,7 +50,8 @@ class DataConfig:
                 raise ConfigError(f"dataset entry {d}: expected (env id, episodes >= 1, weight > 0)")
         if not 0.0 <= self.humanoid_stand_prob <= 1.0:
             raise ConfigError(f"data.humanoid_stand_prob must be in [0, 1], got {self.humanoid_stand_prob}")
-        if not self.humanoid_transition_weight >= 1.0 or not self.transition_seconds > 0:
+        if not (math.isfinite(self.humanoid_transition_weight) and self.humanoid_transition_weight >= 1.0
+                and math.isfinite(self.transition_seconds) and self.transition_seconds > 0):
             raise ConfigError(f"data.humanoid_transition_weight must be >= 1 and data.transition_seconds > 0, "
                               f"got {self.humanoid_transition_weight}, {self.transition_seconds}")
         if self.dagger_rounds < 0 or self.dagger_episodes < 1:

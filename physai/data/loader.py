@@ -4,8 +4,8 @@ Each dataset is loaded into memory once (`physai.data.frames.load_frames`: image
 stored as uint8 tensors); datasets of the same embodiment share one pool. A step draws
 `batch_size` samples: how many come from each dataset is multinomial in the sampling weights, the
 frames are uniform within a dataset (or, for embodiments given a `transition_weight`, frames in the
-`transition_seconds` after a command change are that many times likelier), and a step is a dict `embodiment -> batch` (embodiments with
-no sample that step are absent) - each batch a few tensor index ops in the layout
+`transition_seconds` after a command change are that many times likelier), and a step is a dict
+`embodiment -> batch` (embodiments with no sample that step are absent) - each batch a few tensor index ops in the layout
 `Policy.forward` takes: image uint8 [B, 1, C, 3, H, W], proprio [B, 1, Dp] (raw), command [B, Dc],
 action [B, H, A] (physical units; frames past the episode end repeat its last action and are
 flagged in action_is_pad [B, H]), next_image/next_proprio at t+H clamped to the episode's last
@@ -93,7 +93,7 @@ class MultiEmbodimentLoader:
                  batch_size: int = 64, chunk_size: int = 8, seed: int = 0, steps: int | None = None,
                  device: str | torch.device | None = None, cache_stats: bool = True,
                  frames: Mapping[str, Frames] | None = None, transition_weight: Mapping[str, float] | None = None,
-                 transition_seconds: float = 2.0):
+                 transition_seconds: float = 1.5):
         if isinstance(datasets, Mapping):
             if weights is not None:
                 raise ConfigError("give weights either in the datasets mapping or as `weights`, not both")
