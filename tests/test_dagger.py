@@ -104,9 +104,7 @@ def test_humanoid_recordings_carry_their_stand_probability(tmp_path):
 
 
 def test_recipe_loader_weights_humanoid_command_switches(tmp_path):
-    from physai.pipeline import _make_loader
-
-    from physai.pipeline import ensure_dataset
+    from physai.pipeline import _make_loader, ensure_dataset
 
     g1 = ensure_dataset("physai/g1-walk", 1, tmp_path, seed=0, seconds=0.1, progress=False)
     recipe = apply_overrides(get_recipe("g1_only")(), ["data.humanoid_transition_weight=2.5",
