@@ -2,7 +2,8 @@
 
 `PhysicalBottleneck`: K learned readout tokens ride through the trunk with the observation tokens
 (so they are input-dependent at every layer, which keeps FSQ codes from collapsing to one value),
-then cross-attend over the trunk's output once more, are projected to
+then cross-attend over the trunk's output once more (`readout="pool"`: they skip the trunk and
+only cross-attend to its output, so the trunk's cost does not grow with K), are projected to
 `len(levels)` scalars and quantized with FSQ into discrete codes from one vocabulary shared by all
 embodiments, then projected back to the trunk width for the heads. `WorldModel`: given the
 current quantized tokens and the action chunk taken (embodiment-specific action embedding),
@@ -40,7 +41,8 @@ class PhysicalBottleneck(nn.Module):
 
     def registers(self, batch: int) -> torch.Tensor:
         """The K readout tokens, appended to the trunk's input so they attend at every layer. [B, K, W]"""
-        return self.queries.expand(batch, -1, -1)
+        q = self.queries if torch.is_grad_enabled() else self.queries.detach()  # a no-grad view keeps requires_grad
+        return q.expand(batch, -1, -1)
 
     def forward(self, trunk_out: torch.Tensor, readout: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """trunk_out: [B, L, W] observation tokens; readout: [B, K, W] the registers' trunk outputs

@@ -26,6 +26,11 @@ class PolicyConfig:
     embodiments: tuple[str, ...] = ("car", "g1")  # bodies this policy drives
     head_types: tuple[tuple[str, str], ...] = ()  # (embodiment, head) overrides of spec.default_head
     n_readout: int = 16  # K physical tokens per observation
+    # where the K physical tokens are read: "trunk" = K register tokens ride through every trunk layer
+    # with the observation tokens (Octo-style readouts), then cross-attend once more; "pool" = the
+    # trunk sees only the observation tokens and K learned queries cross-attend to its output
+    # (attention pooling): the trunk's cost no longer grows with K
+    readout: str = "trunk"
     fsq_levels: tuple[int, ...] = (8, 5, 5, 5)  # FSQ vocabulary = prod(levels) = 1000 codes
     head_reads_trunk: bool = False  # heads see trunk features as well as the physical tokens
     world_model: bool = True  # predict next physical tokens from (tokens, action)
@@ -51,6 +56,8 @@ class PolicyConfig:
     def __post_init__(self):
         if self.n_readout < 1:
             raise ConfigError("n_readout must be >= 1")
+        if self.readout not in ("trunk", "pool"):
+            raise ConfigError(f"readout must be 'trunk' or 'pool', got {self.readout!r}")
         if not self.embodiments:
             raise ConfigError("a policy needs at least one embodiment")
         if self.n_action_steps is not None and not 1 <= self.n_action_steps <= self.head.chunk_size:

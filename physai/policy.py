@@ -104,9 +104,12 @@ class Policy(nn.Module):
     def encode(self, obs: dict[str, torch.Tensor], embodiment: str) -> dict[str, torch.Tensor]:
         """Canonical obs (proprio already normalized) -> features for the heads."""
         toks = self.stems[embodiment](obs)  # [B, L, W]
-        K = self.config.n_readout
-        y = self.trunk(torch.cat([toks, self.bottleneck.registers(toks.shape[0])], dim=1))  # [B, L + K, W]
-        x, readout = y[:, :-K], y[:, -K:]
+        if self.config.readout == "pool":  # the trunk sees the observation only; learned queries pool it
+            x, readout = self.trunk(toks), None
+        else:
+            K = self.config.n_readout
+            y = self.trunk(torch.cat([toks, self.bottleneck.registers(toks.shape[0])], dim=1))  # [B, L + K, W]
+            x, readout = y[:, :-K], y[:, -K:]
         feats = self.bottleneck(x, readout)  # tokens [B, K, W], quantized [B, K, d], codes [B, K]
         if self.config.head_reads_trunk:
             feats["trunk"] = x

@@ -26,6 +26,10 @@ class StemConfig:
     patch_size: int = 8  # PatchEmbed patch size (pixels)
     image_weights: str | None = None  # local weights file for a timm model; never downloaded
     n_obs_steps: int = 1  # observation history length T
+    # False: the embodiment, the command and each step's proprioception are separate tokens; True:
+    # one state token per step (proprio MLP, with the command and embodiment embeddings added to it):
+    # two tokens fewer through the trunk
+    state_token: bool = False
 
     def __post_init__(self):
         if self.patch_size < 1 or self.n_obs_steps < 1:
@@ -89,18 +93,20 @@ class EmbodimentStem(nn.Module):
         self.patch_pos = nn.Parameter(torch.randn(1, self.n_cams, n_patch, width) * 0.02)
         self.time_pos = nn.Parameter(torch.randn(1, cfg.n_obs_steps, 1, width) * 0.02)
         self.type_emb = nn.Parameter(torch.randn(4, width) * 0.02)  # embodiment, command, proprio, image
-        self.num_tokens = 2 + cfg.n_obs_steps * (1 + self.n_cams * n_patch)
+        self.num_tokens = (0 if cfg.state_token else 2) + cfg.n_obs_steps * (1 + self.n_cams * n_patch)
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         proprio = obs["proprio"]  # [B, T, Dp]
         B, T = proprio.shape[:2]
         if proprio.shape[-1] == 0:
             proprio = proprio.new_zeros(B, T, 1)
-        toks = [
-            self.embodiment_token.expand(B, 1, -1) + self.type_emb[0],
-            self.command(obs["command"].float())[:, None] + self.type_emb[1],  # [B, 1, W]
-        ]
+        cmd = self.command(obs["command"].float())[:, None]  # [B, 1, W]
         p = self.proprio(proprio.float()) + self.type_emb[2]  # [B, T, W]
+        if self.cfg.state_token:  # one token per step carries proprio + command + embodiment
+            toks = []
+            p = p + cmd + self.embodiment_token + self.type_emb[1] + self.type_emb[0]
+        else:
+            toks = [self.embodiment_token.expand(B, 1, -1) + self.type_emb[0], cmd + self.type_emb[1]]
         per_t = [p[:, :, None]]  # [B, T, 1, W]
         if self.image is not None:
             img = obs["image"]  # [B, T, C, 3, H, W]

@@ -29,9 +29,9 @@ def percentile_ms(fn: Callable[[], Any], n: int, warmup: int = 5) -> dict[str, f
 
 
 def _physai_policy(embodiments, preset="nano", chunk=8, n_action_steps=1, patch_size: int | None = None,
-                   n_readout: int | None = None):
+                   n_readout: int | None = None, state_token: bool = False, readout: str | None = None):
     """The configuration the recipes train (16-px patches, 8 physical tokens, heads read trunk too),
-    at `preset` size; `patch_size` / `n_readout` override the token counts."""
+    at `preset` size; `patch_size` / `n_readout` / `state_token` / `readout` override the token layout."""
     import dataclasses
 
     from physai.policy import Policy
@@ -40,10 +40,12 @@ def _physai_policy(embodiments, preset="nano", chunk=8, n_action_steps=1, patch_
     from physai.trunk import TRUNK_PRESETS
 
     kw = {}
-    if patch_size is not None:
-        kw["stem"] = StemConfig(patch_size=patch_size)
+    if patch_size is not None or state_token:
+        kw["stem"] = StemConfig(**({} if patch_size is None else {"patch_size": patch_size}), state_token=state_token)
     if n_readout is not None:
         kw["n_readout"] = n_readout
+    if readout is not None:
+        kw["readout"] = readout
     cfg = _policy(tuple(embodiments), chunk=chunk, n_action_steps=n_action_steps, **kw)
     cfg = dataclasses.replace(cfg, trunk=TRUNK_PRESETS.get(preset), preset=preset)
     return Policy.build(cfg).eval()
@@ -123,10 +125,13 @@ def _train_rate(model, batch_fn, steps: int, lr: float = 1e-4) -> float:
     return sum(len(b["action"]) for b in batches[2:]) / (time.perf_counter() - t)
 
 
-# physai variants `bench train` times: (label, patch_size, n_readout). The recipes' tokens (16-px
-# patches: 16 image tokens, 8 physical tokens), and "p32" with the 2x2 image grid ACT's ResNet-18
-# (stride 32) gives a 64-px image, with 4 physical tokens.
-TRAIN_VARIANTS = (("", 16, 8), ("p32", 32, 4))
+# physai variants `bench train` times: (label, token layout). The recipes' tokens (16-px patches: 16
+# image tokens, 8 physical tokens riding through the trunk); "p32": the 2x2 image grid ACT's
+# ResNet-18 (stride 32) gives a 64-px image, 4 physical tokens; "p32 pool": the same image grid,
+# one state token, and the 4 physical tokens pooled from the trunk's output (5 trunk tokens).
+TRAIN_VARIANTS = (("", {"patch_size": 16, "n_readout": 8}),
+                  ("p32", {"patch_size": 32, "n_readout": 4}),
+                  ("p32 pool", {"patch_size": 32, "n_readout": 4, "state_token": True, "readout": "pool"}))
 
 
 def _train_flops_per_sample(model, batch) -> float:
@@ -168,8 +173,8 @@ def bench_train(threads: int = 2, batch_size: int = 128, steps: int = 4, preset:
 
     torch.set_num_threads(threads)
     spec = get_spec("car")
-    pols = {f"physai {preset}" + (f" {label}" if label else ""): _physai_policy(["car"], preset, chunk, 1, ps, k)
-            for label, ps, k in variants}
+    pols = {f"physai {preset}" + (f" {label}" if label else ""): _physai_policy(["car"], preset, chunk, 1, **kw)
+            for label, kw in variants}
     if act_dim_model is None:
         act_dim_model = match_act_dim(spec, chunk, int(np.mean([n_params(p) for p in pols.values()])))
     act = LeRobotBaseline("act", spec, chunk_size=chunk, n_action_steps=chunk, dim_model=act_dim_model,
@@ -185,7 +190,7 @@ def bench_train(threads: int = 2, batch_size: int = 128, steps: int = 4, preset:
     for name, pol in pols.items():
         flops = _train_flops_per_sample(pol, bp())
         sps = _train_rate(pol, bp, steps)
-        tokens = pol.stems["car"].num_tokens + pol.config.n_readout  # through the trunk, per sample
+        tokens = pol.stems["car"].num_tokens + (pol.config.n_readout if pol.config.readout == "trunk" else 0)
         rows.append({"policy": name, "params_M": n_params(pol) / 1e6, "tokens": tokens, "samples_per_s": sps,
                      "GFLOP_per_sample": flops / 1e9, "achieved_GFLOPs": flops * sps / 1e9,
                      "fraction_of_matmul_peak": flops * sps / peak, "ratio_vs_ACT": sps / sps_a})

@@ -43,15 +43,18 @@ def test_bench_train_rows_and_act_size_match(monkeypatch):
     finally:
         torch.set_num_threads(threads)
     rows = {r["policy"]: r for r in res["rows"]}
-    p16, p32, act = rows["physai nano"], rows["physai nano p32"], rows[f"lerobot ACT d{res['act_dim_model']}"]
+    p16, p32, pool = rows["physai nano"], rows["physai nano p32"], rows["physai nano p32 pool"]
+    act = rows[f"lerobot ACT d{res['act_dim_model']}"]
     assert p16["tokens"] == 2 + 1 + 16 + 8 and p32["tokens"] == 2 + 1 + 4 + 4  # body + 4x4 / 2x2 patches + physical
-    assert p32["GFLOP_per_sample"] < p16["GFLOP_per_sample"]
-    for r in (p16, p32, act):
+    assert pool["tokens"] == 1 + 4  # one state token + 2x2 patches; the physical tokens are pooled after the trunk
+    assert pool["GFLOP_per_sample"] < p32["GFLOP_per_sample"] < p16["GFLOP_per_sample"]
+    assert pool["params_M"] == pytest.approx(p32["params_M"], rel=0.01)  # same weights, fewer tokens
+    for r in (p16, p32, pool, act):
         assert r["samples_per_s"] > 0
         assert r["ratio_vs_ACT"] == pytest.approx(r["samples_per_s"] / act["samples_per_s"])
         assert r["fraction_of_matmul_peak"] == pytest.approx(r["achieved_GFLOPs"] * 1e9 / 1e11)
     # the ACT chosen is the closest in parameters among the sizes tried
-    want = (p16["params_M"] + p32["params_M"]) / 2 * 1e6
+    want = (p16["params_M"] + p32["params_M"] + pool["params_M"]) / 3 * 1e6
     sizes = {d: B.n_params(LeRobotBaseline("act", spec, chunk_size=4, n_action_steps=4, dim_model=d,
                                             dim_feedforward=4 * d)) for d in (64, 128)}
     assert res["act_dim_model"] == min(sizes, key=lambda d: abs(sizes[d] - want)) == 64

@@ -315,3 +315,60 @@ def test_old_configs_keep_the_world_model_training_the_encoder():
     old = PolicyConfig.from_dict(d)
     assert old.world_model_trains_encoder is True and old.code_entropy_per_position is False
     assert PolicyConfig().world_model_trains_encoder is False and PolicyConfig().code_entropy_per_position is True
+
+
+def test_state_token_and_pooled_readout_shrink_the_trunk_sequence(tmp_path):
+    from physai.stems import StemConfig
+
+    torch.manual_seed(0)
+    spec = get_spec("car")
+    base = Policy.build(tiny_config(embodiments=("car",), stem=StemConfig(patch_size=16)))
+    lean = Policy.build(tiny_config(embodiments=("car",), stem=StemConfig(patch_size=16, state_token=True),
+                                    readout="pool"))
+    seen = {}
+    for name, pol in (("base", base), ("lean", lean)):
+        pol.trunk.register_forward_hook(lambda m, inp, out, name=name: seen.__setitem__(name, inp[0].shape[1]))
+    batch = make_batch(spec, B=4, H=4)
+    lean.normalizer.fit("car", "action", batch["action"].reshape(-1, spec.action_dim).numpy())
+    base(batch)
+    opt = torch.optim.AdamW(lean.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):  # the lean layout learns: overfit one batch
+        loss, m = lean(batch)
+        opt.zero_grad()
+        loss.backward()
+        if not losses:  # the pooling queries and the embodiment embedding are trained, not constants
+            assert lean.bottleneck.queries.grad.abs().sum() > 0
+            assert lean.stems["car"].embodiment_token.grad.abs().sum() > 0
+        opt.step()
+        losses.append(m["car/action_loss"])
+    assert np.mean(losses[-5:]) < 0.85 * np.mean(losses[:5]), losses
+    # 4x4 patches; base: embodiment + command + proprio + 4 registers; lean: one state token
+    assert seen == {"base": 16 + 3 + 4, "lean": 16 + 1}
+    assert lean.stems["car"].num_tokens == 17 and base.stems["car"].num_tokens == 19
+    lean.eval()
+    obs = make_obs(spec)
+    assert lean.physical_tokens(obs, "car").shape == (lean.config.n_readout,)
+    # the command reaches the trunk through the state token only
+    stem = lean.stems["car"]
+    o = lean._norm_obs(prepare_observation(obs, spec, "cpu", 1)[0], "car")
+    o2 = dict(o, command=o["command"] + 1.0)
+    with torch.no_grad():
+        t1, t2 = stem(o), stem(o2)
+    assert not torch.allclose(t1[:, 0], t2[:, 0]) and torch.equal(t1[:, 1:], t2[:, 1:])
+    # saved and reloaded (config.json carries the layout); the traced graph matches eager
+    eager = lean.predict_action_chunk(obs, "car")
+    lean.save_pretrained(tmp_path / "lean")
+    back = Policy.from_pretrained(tmp_path / "lean").eval()
+    assert back.config.readout == "pool" and back.config.stem.state_token
+    assert torch.allclose(back.predict_action_chunk(obs, "car"), eager, atol=1e-6)
+    back.optimize_for_inference()
+    for _ in range(2):
+        assert torch.allclose(back.predict_action_chunk(obs, "car"), eager, atol=1e-5)
+    # configs written before these settings existed keep the registers and the separate tokens
+    d = lean.config.to_dict()
+    del d["readout"], d["stem"]["state_token"]
+    old = PolicyConfig.from_dict(d)
+    assert old.readout == "trunk" and not old.stem.state_token
+    with pytest.raises(ConfigError, match="readout"):
+        tiny_config(readout="mean")
