@@ -29,23 +29,20 @@ def percentile_ms(fn: Callable[[], Any], n: int, warmup: int = 5) -> dict[str, f
 
 
 def _physai_policy(embodiments, preset="nano", chunk=8, n_action_steps=1, patch_size: int | None = None,
-                   n_readout: int | None = None, state_token: bool = False, readout: str | None = None):
-    """The configuration the recipes train (16-px patches, 8 physical tokens, heads read trunk too),
-    at `preset` size; `patch_size` / `n_readout` / `state_token` / `readout` override the token layout."""
+                   state_token: bool | None = None, **layout):
+    """The configuration the recipes train (see `recipes.core._policy`) at `preset` size;
+    `patch_size` / `state_token` (stem) and `n_readout` / `readout` (policy) override its token layout."""
     import dataclasses
 
     from physai.policy import Policy
     from physai.recipes.core import _policy
-    from physai.stems import StemConfig
     from physai.trunk import TRUNK_PRESETS
 
-    kw = {}
-    if patch_size is not None or state_token:
-        kw["stem"] = StemConfig(**({} if patch_size is None else {"patch_size": patch_size}), state_token=state_token)
-    if n_readout is not None:
-        kw["n_readout"] = n_readout
-    if readout is not None:
-        kw["readout"] = readout
+    kw = dict(layout)
+    if patch_size is not None or state_token is not None:
+        stem = _policy(tuple(embodiments)).stem
+        kw["stem"] = dataclasses.replace(stem, **{k: v for k, v in (("patch_size", patch_size),
+                                                                    ("state_token", state_token)) if v is not None})
     cfg = _policy(tuple(embodiments), chunk=chunk, n_action_steps=n_action_steps, **kw)
     cfg = dataclasses.replace(cfg, trunk=TRUNK_PRESETS.get(preset), preset=preset)
     return Policy.build(cfg).eval()
@@ -125,14 +122,14 @@ def _train_rate(model, batch_fn, steps: int, lr: float = 1e-4) -> float:
     return sum(len(b["action"]) for b in batches[2:]) / (time.perf_counter() - t)
 
 
-# physai variants `bench train` times: (label, token layout). The recipes' tokens (16-px patches: 16
-# image tokens, 8 physical tokens riding through the trunk); "p32": the 2x2 image grid ACT's
-# ResNet-18 (stride 32) gives a 64-px image, 4 physical tokens; "p32 pool": the same image grid,
-# one state token, and the 4 physical tokens pooled from the trunk's output (5 trunk tokens).
-TRAIN_VARIANTS = (("", {"patch_size": 16, "n_readout": 8}),
-                  ("p32", {"patch_size": 32, "n_readout": 4}),
-                  ("p32 pool", {"patch_size": 32, "n_readout": 4, "state_token": True, "readout": "pool"}))
-
+# physai variants `bench train` times: (label, token-layout overrides). The recipes' layout (2x2
+# patches of 32 px, the image grid ACT's ResNet-18 gives a 64-px image; one state token; 4 physical
+# tokens pooled from the trunk's output: 5 trunk tokens); "p32 registers": the same patches with the
+# embodiment, command and proprio tokens and 4 registers riding through the trunk (11); "p16
+# registers": the recipes' layout before it, 4x4 patches of 16 px and 8 registers (27).
+TRAIN_VARIANTS = (("", {}),
+                  ("p32 registers", {"patch_size": 32, "state_token": False, "readout": "trunk", "n_readout": 4}),
+                  ("p16 registers", {"patch_size": 16, "state_token": False, "readout": "trunk", "n_readout": 8}))
 
 def _train_flops_per_sample(model, batch) -> float:
     """FLOPs of one training step (forward + backward, train mode) per sample."""

@@ -43,10 +43,10 @@ def test_bench_train_rows_and_act_size_match(monkeypatch):
     finally:
         torch.set_num_threads(threads)
     rows = {r["policy"]: r for r in res["rows"]}
-    p16, p32, pool = rows["physai nano"], rows["physai nano p32"], rows["physai nano p32 pool"]
+    pool, p32, p16 = rows["physai nano"], rows["physai nano p32 registers"], rows["physai nano p16 registers"]
     act = rows[f"lerobot ACT d{res['act_dim_model']}"]
-    assert p16["tokens"] == 2 + 1 + 16 + 8 and p32["tokens"] == 2 + 1 + 4 + 4  # body + 4x4 / 2x2 patches + physical
-    assert pool["tokens"] == 1 + 4  # one state token + 2x2 patches; the physical tokens are pooled after the trunk
+    assert pool["tokens"] == 1 + 4  # the recipes' layout: a state token + 2x2 patches, physical tokens pooled after
+    assert p32["tokens"] == 2 + 1 + 4 + 4 and p16["tokens"] == 2 + 1 + 16 + 8  # body + patches + registers
     assert pool["GFLOP_per_sample"] < p32["GFLOP_per_sample"] < p16["GFLOP_per_sample"]
     assert pool["params_M"] == pytest.approx(p32["params_M"], rel=0.01)  # same weights, fewer tokens
     for r in (p16, p32, pool, act):
