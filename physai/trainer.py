@@ -157,6 +157,7 @@ class Trainer:
         from safetensors.torch import load_model
 
         state, tensors = load_train_state(d)
+        self._check_same_policy(d)
         load_model(self.policy, str(d / "policy" / "model.safetensors"))
         if self.ema is not None and (d / "ema").exists():
             load_model(self.ema.model, str(d / "ema" / "model.safetensors"))
@@ -166,6 +167,31 @@ class Trainer:
         set_rng_state(state["rng"])
         self.step, self.best = state["step"], state.get("best", float("inf"))
         return True
+
+    def _check_same_policy(self, ckpt: Path) -> None:
+        """A checkpoint of another architecture (e.g. written before a recipe's default changed) is
+        refused with the settings that differ, instead of a tensor-shape error from the loader."""
+        from physai.checkpoint import read_config
+        from physai.config import PolicyConfig
+        from physai.errors import CheckpointError
+
+        try:
+            saved = PolicyConfig.from_dict(read_config(ckpt / "policy")["config"]).to_dict()
+        except (KeyError, TypeError, ConfigError) as e:
+            raise CheckpointError(f"training checkpoint '{ckpt}': unreadable policy config: {e}") from e
+        now = self.policy.config.to_dict()
+
+        def flat(d, pre=""):
+            return {k2: v2 for k, v in d.items()
+                    for k2, v2 in (flat(v, f"{pre}{k}.").items() if isinstance(v, dict) else [(f"{pre}{k}", v)])}
+
+        a, b = flat(saved), flat(now)
+        diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k != "preset")
+        if diff:
+            shown = ", ".join(f"policy.{k}={a.get(k)!r} (now {b.get(k)!r})" for k in diff[:6])
+            raise CheckpointError(f"the checkpoint '{ckpt}' is of another policy: {shown}"
+                                  f"{' ...' if len(diff) > 6 else ''}; resume with those --set values, or pass "
+                                  "--no-resume (or another --out) to start afresh")
 
     def save(self) -> Path:
         d = save_train_state(self.ckpt_root / f"step_{self.step:07d}", self.policy, self.ema.model if self.ema else None,

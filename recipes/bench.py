@@ -131,6 +131,7 @@ TRAIN_VARIANTS = (("", {}),
                   ("p32 registers", {"patch_size": 32, "state_token": False, "readout": "trunk", "n_readout": 4}),
                   ("p16 registers", {"patch_size": 16, "state_token": False, "readout": "trunk", "n_readout": 8}))
 
+
 def _train_flops_per_sample(model, batch) -> float:
     """FLOPs of one training step (forward + backward, train mode) per sample."""
     from torch.utils.flop_counter import FlopCounterMode

@@ -117,3 +117,24 @@ def test_overrides_validated():
         apply_overrides(cfg, ["steps=many"])
     with pytest.raises(ConfigError, match="precision"):
         apply_overrides(cfg, ["precision=fp8"])
+
+
+def test_resume_refuses_a_checkpoint_of_another_policy_and_leaves_it_intact(tmp_path):
+    from physai.errors import CheckpointError
+    from physai.stems import StemConfig
+
+    torch.manual_seed(0)
+    cfg = TrainConfig(steps=2, batch_size=4, lr=1e-3, warmup_steps=1, ckpt_every=2, log_every=1)
+    pol = Policy.build(tiny_config(embodiments=("car",)))
+    Trainer(pol, SyntheticSource([pol.specs["car"]], batch_size=4, seed=1), cfg, tmp_path).fit(show_progress=False)
+    ckpt = Trainer.latest_in(tmp_path)
+    before = {p.name: p.read_bytes() for p in (ckpt / "policy").iterdir()}
+    other = Policy.build(tiny_config(embodiments=("car",), readout="pool", stem=StemConfig(state_token=True)))
+    tr = Trainer(other, SyntheticSource([other.specs["car"]], batch_size=4, seed=1), cfg, tmp_path)
+    with pytest.raises(CheckpointError, match=r"policy\.readout='trunk' \(now 'pool'\).*--no-resume") as e:
+        tr.resume()
+    assert "policy.stem.state_token=False (now True)" in str(e.value)
+    assert {p.name: p.read_bytes() for p in (ckpt / "policy").iterdir()} == before
+    same = Policy.build(tiny_config(embodiments=("car",)))  # the same architecture resumes
+    tr = Trainer(same, SyntheticSource([same.specs["car"]], batch_size=4, seed=1), cfg, tmp_path)
+    assert tr.resume() and tr.step == 2
