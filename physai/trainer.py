@@ -171,24 +171,22 @@ class Trainer:
     def _check_same_policy(self, ckpt: Path) -> None:
         """A checkpoint of another architecture (e.g. written before a recipe's default changed) is
         refused with the settings that differ, instead of a tensor-shape error from the loader."""
+        from functools import reduce
+
         from physai.checkpoint import read_config
         from physai.config import PolicyConfig
         from physai.errors import CheckpointError
+        from physai.overrides import flat_keys
 
         try:
-            saved = PolicyConfig.from_dict(read_config(ckpt / "policy")["config"]).to_dict()
+            saved = PolicyConfig.from_dict(read_config(ckpt / "policy")["config"])
         except (KeyError, TypeError, ConfigError) as e:
             raise CheckpointError(f"training checkpoint '{ckpt}': unreadable policy config: {e}") from e
-        now = self.policy.config.to_dict()
-
-        def flat(d, pre=""):
-            return {k2: v2 for k, v in d.items()
-                    for k2, v2 in (flat(v, f"{pre}{k}.").items() if isinstance(v, dict) else [(f"{pre}{k}", v)])}
-
-        a, b = flat(saved), flat(now)
-        diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and k != "preset")
+        get = lambda cfg, key: reduce(getattr, key.split("."), cfg)  # noqa: E731
+        now = self.policy.config
+        diff = [k for k in flat_keys(now) if k != "preset" and get(saved, k) != get(now, k)]
         if diff:
-            shown = ", ".join(f"policy.{k}={a.get(k)!r} (now {b.get(k)!r})" for k in diff[:6])
+            shown = ", ".join(f"policy.{k}={get(saved, k)!r} (now {get(now, k)!r})" for k in diff[:6])
             raise CheckpointError(f"the checkpoint '{ckpt}' is of another policy: {shown}"
                                   f"{' ...' if len(diff) > 6 else ''}; resume with those --set values, or pass "
                                   "--no-resume (or another --out) to start afresh")
