@@ -38,13 +38,10 @@ def _physai_policy(embodiments, preset="nano", chunk=8, n_action_steps=1, patch_
     from physai.recipes.core import _policy
     from physai.trunk import TRUNK_PRESETS
 
-    kw = dict(layout)
-    if patch_size is not None or state_token is not None:
-        stem = _policy(tuple(embodiments)).stem
-        kw["stem"] = dataclasses.replace(stem, **{k: v for k, v in (("patch_size", patch_size),
-                                                                    ("state_token", state_token)) if v is not None})
-    cfg = _policy(tuple(embodiments), chunk=chunk, n_action_steps=n_action_steps, **kw)
-    cfg = dataclasses.replace(cfg, trunk=TRUNK_PRESETS.get(preset), preset=preset)
+    cfg = _policy(tuple(embodiments), chunk=chunk, n_action_steps=n_action_steps, **layout)
+    stem = {k: v for k, v in (("patch_size", patch_size), ("state_token", state_token)) if v is not None}
+    cfg = dataclasses.replace(cfg, stem=dataclasses.replace(cfg.stem, **stem), trunk=TRUNK_PRESETS.get(preset),
+                              preset=preset)
     return Policy.build(cfg).eval()
 
 
