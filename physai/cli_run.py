@@ -7,7 +7,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from physai.report import METRIC_COLUMNS, console, plot_curves, print_table, write_json
+from physai.report import closed_loop_tables, console, instruction_table, plot_curves, print_table, write_json
 
 
 def cmd_train(args) -> int:
@@ -34,51 +34,53 @@ def cmd_train(args) -> int:
     return 0
 
 
-def run_eval(checkpoint, scenarios, json_out=None, video=None, safety=True, with_expert=True, title="physai eval"):
-    from physai.policy import Policy
-    from physai.sim.evaluate import ExpertAgent, PolicyAgent, evaluate, summarize
-    from physai.sim.suite import embodiment_of
-
-    policy = Policy.from_pretrained(checkpoint)
-    for sc in scenarios:
-        if sc.embodiment not in policy.specs:
-            from physai.errors import ConfigError
-
-            raise ConfigError(f"checkpoint '{checkpoint}' has no '{sc.embodiment}' head (has {sorted(policy.specs)})")
-    agents = {"physai": lambda env_id: PolicyAgent(policy, embodiment_of(env_id))}
-    if with_expert:
-        agents["expert"] = ExpertAgent
-    res = evaluate(agents, scenarios, safety=safety, video_dir=video)
-    rows = summarize(res)
-    for fam, envs in (("car", [r for r in rows if "car" in r["env"]]), ("humanoid", [r for r in rows if "car" not in r["env"]])):
-        if envs:
-            print_table(envs, f"{title} ({fam}, safety {'on' if safety else 'off'})", ["agent", "env", "episodes", *METRIC_COLUMNS[fam]])
-    if json_out:
-        write_json(json_out, {"checkpoint": str(checkpoint), "safety": safety, "summary": rows, "episodes": res})
-    return rows, res
+def print_eval(res: dict, title: str) -> None:
+    """The closed-loop tables of an `evaluate_checkpoint` result: metrics per family, instructions."""
+    safety = "on" if res["safety"] else "off"
+    for t in closed_loop_tables(res["summary"], f"{title}, safety {safety}"):
+        console.print(t)
+    t = instruction_table(res["instructions"], f"{title}: instructions followed (success rate, same scenarios)")
+    if t is not None:
+        console.print(t)
 
 
 def cmd_eval(args) -> int:
     from physai.errors import ConfigError
-    from physai.sim.suite import load_scenarios
+    from physai.pipeline import evaluate_checkpoint
     from physai.sim.evaluate import seeded_scenarios
+    from physai.sim.suite import load_scenarios, load_suite
 
+    given = [x for x in (args.scenarios, args.env, args.suite) if x]
+    if len(given) != 1:
+        raise ConfigError("physai eval needs exactly one of --env NAME (with --episodes/--seed), --scenarios FILE, "
+                          "--suite NAME")
     if args.scenarios:
-        if args.env:
-            raise ConfigError("give either --scenarios FILE or --env NAME, not both")
         scenarios = load_scenarios(args.scenarios)
-    elif args.env:
-        scenarios = seeded_scenarios(args.env, args.episodes, args.seed, args.seconds)
+    elif args.suite:
+        scenarios = load_suite(args.suite)
     else:
-        raise ConfigError("physai eval needs --env NAME (with --episodes/--seed) or --scenarios FILE")
-    run_eval(args.checkpoint, scenarios, args.json, args.video, safety=not args.no_safety)
+        scenarios = seeded_scenarios(args.env, args.episodes, args.seed, args.seconds)
+    res = evaluate_checkpoint(args.checkpoint, scenarios, safety=not args.no_safety, video=args.video,
+                              slots=args.parallel)
+    print_eval(res, "physai eval")
+    if args.json:
+        write_json(args.json, res)
+        console.print(f"wrote {args.json}")
     return 0
 
 
 def cmd_demo(args) -> int:
     from physai.recipes.demo import run_demo
 
-    run_demo(out=Path(args.out), quick=args.quick)
+    summary = run_demo(out=Path(args.out), quick=args.quick, log=lambda m: console.rule(f"[bold]{m}"))
+    print_eval(summary["eval"], "physai demo")
+    out = Path(args.out)
+    print_table([{"item": "wall time (s)", "value": f"{summary['wall_s']:.0f}"},
+                 {"item": "training samples/s", "value": f"{summary['train']['samples_per_s']:.0f}"},
+                 {"item": "checkpoint", "value": summary["train"]["final"]},
+                 {"item": "training curve", "value": summary["training_curve"]},
+                 {"item": "videos", "value": f"{len(summary['videos'])} in {out / 'videos'}"},
+                 {"item": "summary", "value": str(out / "demo_summary.json")}], "physai demo", ["item", "value"])
     return 0
 
 
@@ -98,6 +100,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--seconds", type=float, default=None, help="episode length (default: env's)")
     p.add_argument("--scenarios", help="JSON scenario file (see README)")
+    p.add_argument("--suite", help="a shipped scenario suite by name (see `physai info`)")
+    p.add_argument("--parallel", type=int, default=2, metavar="N", help="envs run at once (worker processes)")
     p.add_argument("--json", help="write results JSON here")
     p.add_argument("--video", help="write MP4 roll-outs into this directory")
     p.add_argument("--no-safety", action="store_true", help="run without the safety layer")

@@ -1,7 +1,7 @@
 """`--set key=value` overrides for nested frozen config dataclasses.
 
-Keys are dotted paths (`train.steps=50`, `policy.trunk.width=64`, `policy.head.chunk_size=4`);
-values are parsed by the field's annotated type (int, float, bool, str, optional, tuples as
+Keys are dotted paths (`train.steps=50`, `policy.trunk.width=64`, `policy.head.chunk_size=4`,
+`data.record.humanoid.stand_prob=0.2` into a dict of config dataclasses); values are parsed by the field's annotated type (int, float, bool, str, optional, tuples as
 comma-separated or JSON). An unknown key or an unparsable value raises `ConfigError` listing the
 valid keys, so a typo never silently trains the wrong model.
 """
@@ -23,9 +23,17 @@ def flat_keys(cfg: Any, prefix: str = "") -> list[str]:
         v = getattr(cfg, f.name)
         if dataclasses.is_dataclass(v):
             out += flat_keys(v, f"{prefix}{f.name}.")
+        elif _is_group_dict(v):
+            for k, sub in v.items():
+                out += flat_keys(sub, f"{prefix}{f.name}.{k}.")
         else:
             out.append(f"{prefix}{f.name}")
     return out
+
+
+def _is_group_dict(v: Any) -> bool:
+    """A dict whose values are config dataclasses (e.g. `data.record`, one entry per body family)."""
+    return isinstance(v, dict) and bool(v) and all(dataclasses.is_dataclass(x) for x in v.values())
 
 
 def _parse(text: str, tp: Any, key: str) -> Any:
@@ -83,6 +91,10 @@ def _set(cfg: Any, path: list[str], text: str, key: str, root: Any) -> Any:
     f = fields[path[0]]
     cur = getattr(cfg, f.name)
     if len(path) > 1:
+        if _is_group_dict(cur):
+            if len(path) < 3 or path[1] not in cur:
+                raise ConfigError(f"unknown key '{key}'; valid keys: {', '.join(flat_keys(root))}")
+            return dataclasses.replace(cfg, **{f.name: {**cur, path[1]: _set(cur[path[1]], path[2:], text, key, root)}})
         if not dataclasses.is_dataclass(cur):
             raise ConfigError(f"unknown key '{key}'; valid keys: {', '.join(flat_keys(root))}")
         return dataclasses.replace(cfg, **{f.name: _set(cur, path[1:], text, key, root)})

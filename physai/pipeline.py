@@ -13,44 +13,24 @@ from typing import Any, NamedTuple
 import torch
 
 from physai.errors import CheckpointError, ConfigError
-from physai.sim.suite import embodiment_of
+from physai.sim.family import embodiment_of, family_for_env
 
 
-def env_kwargs_for(env_id: str, seconds: float, stand_prob: float | None = None) -> dict[str, Any]:
-    """Env options for recording: episode length, and for humanoids camera images and (when given)
-    the chance a random command is "stand still"."""
-    if embodiment_of(env_id) == "car":
-        return {"config": {"duration": seconds}}
-    kw: dict[str, Any] = {"episode_seconds": seconds, "render_images": True}
-    if stand_prob is not None:
-        kw["stand_prob"] = float(stand_prob)
-    return kw
-
-
-def _stand_prob(env_id: str, stand_prob: float | None) -> float | None:
-    """The stand probability a humanoid recording uses; None where it is the env's default (or a car)."""
-    from physai.sim.humanoid.commands import P_STAND
-
-    if embodiment_of(env_id) == "car" or stand_prob is None or stand_prob == P_STAND:
-        return None
-    return float(stand_prob)
-
-
-def ensure_dataset(env_id: str, episodes: int, root: str | Path, seed: int, seconds: float,
-                   progress: bool = True, action_noise: float = 0.0, stand_prob: float | None = None) -> Path:
-    """Record (or top up) an expert dataset; reuses what an earlier run already recorded. The folder
-    name carries every setting that changes the data (seed, length, noise, stand probability)."""
+def ensure_dataset(env_id: str, episodes: int, root: str | Path, seed: int, record,
+                   progress: bool = True, action_noise: float = 0.0, slots: int = 2) -> Path:
+    """Record (or top up) an expert dataset with the family's recording options `record`; reuses
+    what an earlier run already recorded. The folder name carries every setting that changes the
+    data (seed, length, noise, the family's own options)."""
     from physai.data import format as F
     from physai.data.collect import collect
 
-    stand_prob = _stand_prob(env_id, stand_prob)
     tag = f"-noise{action_noise:g}" if action_noise > 0 else ""
-    tag += f"-stand{stand_prob:g}" if stand_prob is not None else ""
-    path = Path(root) / f"{env_id.split('/')[-1]}-seed{seed}-{seconds:g}s{tag}"
+    tag += record.tag()
+    path = Path(root) / f"{env_id.split('/')[-1]}-seed{seed}-{record.seconds:g}s{tag}"
     have = int(F.read_info(path).get("total_episodes", 0)) if F.is_dataset(path) else 0
     if have < episodes:
-        collect(env_id, episodes - have, path, seed=seed, env_kwargs=env_kwargs_for(env_id, seconds, stand_prob),
-                progress=progress, action_noise=action_noise)
+        collect(env_id, episodes - have, path, seed=seed, seconds=record.seconds, options=record.env_options(),
+                progress=progress, action_noise=action_noise, slots=slots, workers=slots > 1)
     return path
 
 
@@ -58,9 +38,7 @@ def dataset_paths(recipe, progress: bool = True) -> dict[Path, float]:
     d = recipe.data
     out = {}
     for env_id, episodes, weight in d.datasets:
-        secs = d.car_seconds if embodiment_of(env_id) == "car" else d.humanoid_seconds
-        out[ensure_dataset(env_id, episodes, d.root, d.seed, secs, progress, d.action_noise,
-                           d.humanoid_stand_prob)] = weight
+        out[ensure_dataset(env_id, episodes, d.root, d.seed, d.record_for(env_id), progress, d.action_noise)] = weight
     return out
 
 
@@ -131,11 +109,15 @@ def _make_loader(recipe, base: dict[Path, float], rounds: list[dict[Path, Path]]
         for p in members:
             weights[str(p)] = base[parent] * n[p] / sum(n.values())
     d = recipe.data
-    w = d.humanoid_transition_weight
-    transition = {embodiment_of(env_id): w for env_id, _, _ in d.datasets if embodiment_of(env_id) != "car" and w != 1.0}
+    weighted = {embodiment_of(env_id): d.record_for(env_id) for env_id, _, _ in d.datasets}
+    weighted = {emb: rc for emb, rc in weighted.items() if rc.transition_weight != 1.0}
+    seconds = {rc.transition_seconds for rc in weighted.values()}
+    if len(seconds) > 1:
+        raise ConfigError(f"data.record.*.transition_seconds must agree across the weighted families, got {sorted(seconds)}")
     return MultiEmbodimentLoader(weights, batch_size=recipe.train.batch_size, chunk_size=recipe.policy.head.chunk_size,
                                  seed=recipe.train.seed, frames={k: frames_cache[k] for k in weights},
-                                 transition_weight=transition, transition_seconds=d.transition_seconds)
+                                 transition_weight={emb: rc.transition_weight for emb, rc in weighted.items()},
+                                 transition_seconds=seconds.pop() if seconds else 1.5)
 
 
 def dagger_boundaries(recipe) -> list[int]:
@@ -150,20 +132,19 @@ class _RolloutJob(NamedTuple):
     episodes: int
     out: Path
     seed: int
-    seconds: float
+    record: Any  # the family's RecordConfig
     parent: Path
-    stand_prob: float | None
 
 
-def _collect_part(env_id, episodes, out, seed, checkpoint, seconds, stand_prob=None):
+def _collect_part(env_id, episodes, out, seed, checkpoint, record):
     torch.set_num_threads(1)
     from physai.data import format as F
     from physai.data.collect import collect
 
     have = int(F.read_info(out).get("total_episodes", 0)) if F.is_dataset(out) else 0
     if have < episodes:  # top up what a crashed run left
-        collect(env_id, episodes - have, out, seed=seed, dagger=checkpoint,
-                env_kwargs=env_kwargs_for(env_id, seconds, stand_prob), progress=False)
+        collect(env_id, episodes - have, out, seed=seed, dagger=checkpoint, seconds=record.seconds,
+                options=record.env_options(), progress=False)
     return str(out)
 
 
@@ -182,15 +163,13 @@ def dagger_round(recipe, out: Path, r: int, policy, base: dict[Path, float],
     done = root / "done.json"
     jobs: list[_RolloutJob] = []
     for i, ((env_id, _, _), parent) in enumerate(zip(d.datasets, base)):
-        human = embodiment_of(env_id) != "car"
-        parts = 2 if human else 1  # humanoid roll-outs are the slow ones: two processes
-        secs = d.humanoid_seconds if human else d.car_seconds
+        parts = family_for_env(env_id).rollout_processes
         for k in range(parts):
             n = d.dagger_episodes // parts + (1 if k < d.dagger_episodes % parts else 0)
             if n:
                 seed = d.dagger_seed + 10_000 * r + 1_000 * i + 100 * k
-                jobs.append(_RolloutJob(env_id, n, root / f"{env_id.split('/')[-1]}-{k}", seed, secs, parent,
-                                        _stand_prob(env_id, d.humanoid_stand_prob)))
+                jobs.append(_RolloutJob(env_id, n, root / f"{env_id.split('/')[-1]}-{k}", seed, d.record_for(env_id),
+                                        parent))
     if not done.exists():
         if policy is None:
             raise CheckpointError(f"DAgger round {r} in {root} is incomplete and no policy was given to finish it")
@@ -200,8 +179,7 @@ def dagger_round(recipe, out: Path, r: int, policy, base: dict[Path, float],
         ctx = mp.get_context("spawn")
         with cf.ProcessPoolExecutor(max_workers=2, mp_context=ctx) as ex, Progress(disable=not progress) as prog:
             task = prog.add_task(f"DAgger round {r}: policy drives, expert labels", total=len(jobs))
-            futs = [ex.submit(_collect_part, j.env_id, j.episodes, j.out, j.seed, str(ckpt), j.seconds, j.stand_prob)
-                    for j in jobs]
+            futs = [ex.submit(_collect_part, j.env_id, j.episodes, j.out, j.seed, str(ckpt), j.record) for j in jobs]
             for f in cf.as_completed(futs):
                 f.result()
                 prog.advance(task)
@@ -269,3 +247,26 @@ def _asdict(x):
     import dataclasses
 
     return dataclasses.asdict(x) if dataclasses.is_dataclass(x) else x
+
+
+def evaluate_checkpoint(checkpoint: str | Path, scenarios, safety: bool = True, video: str | Path | None = None,
+                        with_expert: bool = True, slots: int = 2, workers: bool = True,
+                        progress: bool = True) -> dict[str, Any]:
+    """Closed-loop evaluation of a checkpoint beside the expert on the same scenarios: per-episode
+    records, one summary row per (agent, env), and the per-instruction success rows. `slots` envs
+    run at once (in worker processes with `workers`)."""
+    from physai.policy import Policy
+    from physai.sim.evaluate import ExpertAgent, PolicyAgent, evaluate, summarize
+    from physai.sim.instructions import instruction_rows
+
+    policy = Policy.from_pretrained(checkpoint)
+    for sc in scenarios:
+        if sc.embodiment not in policy.specs:
+            raise ConfigError(f"checkpoint '{checkpoint}' has no '{sc.embodiment}' head (has {sorted(policy.specs)})")
+    agents: dict[str, Any] = {"physai": lambda env_id: PolicyAgent(policy, embodiment_of(env_id))}
+    if with_expert:
+        agents["expert"] = ExpertAgent
+    res = evaluate(agents, scenarios, safety=safety, video_dir=video, slots=slots, workers=workers and slots > 1,
+                   show_progress=progress)
+    return {"checkpoint": str(checkpoint), "safety": safety, "summary": summarize(res),
+            "instructions": instruction_rows(res), "episodes": res}

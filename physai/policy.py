@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from physai.action_queue import ActionQueue
 from physai.attention import default_backend
 from physai.bottleneck import PhysicalBottleneck, WorldModel
 from physai.config import PolicyConfig
@@ -42,7 +43,7 @@ class Policy(nn.Module):
         self.config, self.specs = config, dict(specs)
         self.normalizer = normalizer or Normalizer(modes={"proprio": config.proprio_norm, "action": config.action_norm,
                                                           "action_delta": config.action_norm})
-        self._queues: dict[str, deque] = {}
+        self._queues: dict[str, ActionQueue] = {}
         self._history: dict[str, deque] = {}
         self._jit, self._graphs = False, {}
 
@@ -281,26 +282,12 @@ class Policy(nn.Module):
         with `temporal_ensemble=m` re-plans every step and averages overlapping chunks (w_i = exp(-m i))."""
         spec = self._spec(embodiment)
         o, batched = prepare_observation(obs, spec, self.device, self.config.stem.n_obs_steps)
-        q = self._queues.setdefault(embodiment, deque())
-        m = self.config.temporal_ensemble
-        if m is not None:
-            chunk = self._predict(o, embodiment)  # [B, H, A]
-            q.append([chunk, 0])
-            while q and q[0][1] >= chunk.shape[1]:
-                q.popleft()
-            ws = torch.tensor([math.exp(-m * i) for i in range(len(q))], device=chunk.device)
-            acts = torch.stack([c[:, age] for c, age in q])  # [N, B, A] oldest first
-            for item in q:
-                item[1] += 1
-            out = (acts * ws[:, None, None]).sum(0) / ws.sum()
-        else:
-            if q and q[0].shape[0] != o["proprio"].shape[0]:
-                q.clear()  # batch size changed: the queued plan belongs to another batch
-            if not q:
-                chunk = self._predict(o, embodiment)
-                n = self.config.n_action_steps or chunk.shape[1]
-                q.extend(chunk[:, i] for i in range(n))
-            out = q.popleft()
+        q = self._queues.get(embodiment)
+        if q is None:
+            q = self._queues[embodiment] = ActionQueue(self.config.n_action_steps, self.config.temporal_ensemble)
+        if q.needs_chunk(o["proprio"].shape[0]):
+            q.push(self._predict(o, embodiment))  # [B, H, A]
+        out = q.pop()
         out = bound_actions(out, spec)
         return out if batched else out[0]
 

@@ -18,6 +18,8 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def fmt(v: Any) -> str:
+    if v is None:
+        return "-"
     if isinstance(v, float):
         if math.isnan(v):
             return "-"
@@ -40,11 +42,27 @@ def print_table(rows, title, columns=None) -> None:
     console.print(table(rows, title, columns))
 
 
+def strict(data: Any) -> Any:
+    """JSON-safe copy: numpy values as Python numbers/lists, NaN and ±inf as None (strict JSON)."""
+    if isinstance(data, dict):
+        return {str(k): strict(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict(v) for v in data]
+    if hasattr(data, "tolist") and not isinstance(data, (str, bytes)):
+        return strict(data.tolist())
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if data is None or isinstance(data, (str, int, float, bool)):
+        return data
+    return str(data)
+
+
 def write_json(path: str | Path, data: Any) -> Path:
+    """Write `data` as strict JSON (no NaN/Infinity tokens: they become null), atomically."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+    tmp.write_text(json.dumps(strict(data), indent=2, allow_nan=False))
     os.replace(tmp, p)
     return p
 
@@ -77,9 +95,20 @@ def plot_curves(history: Iterable[dict[str, Any]], path: str | Path, keys: Seque
     return p
 
 
-METRIC_COLUMNS = {
-    "car": ["progress_m", "collision", "offroad_s", "lane_error_m", "mean_abs_jerk", "speed_limit_compliance",
-            "stall_s", "length_s", "safety_interventions"],
-    "humanoid": ["fell", "survival_s", "tracking_error", "energy_J", "action_smoothness", "length_s",
-                 "safety_interventions"],
-}
+
+def closed_loop_tables(rows: Sequence[dict[str, Any]], title: str) -> list[Table]:
+    """One table per body family of `summarize` rows, with that family's metric columns."""
+    from physai.sim.family import get_family
+
+    tables = []
+    for fam in dict.fromkeys(r["family"] for r in rows):
+        sel = [r for r in rows if r["family"] == fam]
+        tables.append(table(sel, f"{title} ({fam})", ["agent", "env", "episodes", *get_family(fam).metric_columns]))
+    return tables
+
+
+def instruction_table(rows: Sequence[dict[str, Any]], title: str) -> Table | None:
+    """The per-instruction success table (rows from `physai.sim.instructions.instruction_rows`)."""
+    if not rows:
+        return None
+    return table(rows, title)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
-from physai.report import console, plot_curves, print_table, write_json
+from physai.report import plot_curves, write_json
 
 DEMO_OVERRIDES = [
     "train.steps=600", "train.batch_size=64", "train.ckpt_every=300", "train.warmup_steps=30",
@@ -22,14 +23,15 @@ DEMO_OVERRIDES = [
 QUICK_OVERRIDES = [
     "train.steps=20", "train.batch_size=16", "train.ckpt_every=10", "data.dagger_episodes=1",
     'data.datasets=[["physai/car-highway",2,0.5],["physai/g1-walk",1,0.5]]',
-    "data.car_seconds=8", "data.humanoid_seconds=3",
+    "data.record.car.seconds=8", "data.record.humanoid.seconds=3",
 ]
 
 
-def run_demo(out: Path = Path("runs/demo"), quick: bool = False, episodes: int | None = None) -> dict:
-    from physai.cli_run import run_eval
+def run_demo(out: Path = Path("runs/demo"), quick: bool = False, episodes: int | None = None,
+             log: Callable[[str], None] = lambda m: None) -> dict:
+    """Run the demo; returns its summary (the CLI prints it). `log` gets one line per stage."""
     from physai.overrides import apply_overrides
-    from physai.pipeline import train_recipe
+    from physai.pipeline import evaluate_checkpoint, train_recipe
     from physai.recipes import get_recipe
     from physai.sim.evaluate import seeded_scenarios
 
@@ -38,24 +40,19 @@ def run_demo(out: Path = Path("runs/demo"), quick: bool = False, episodes: int |
     if quick:
         overrides.append(f"data.root={out / 'data'}")
     recipe = apply_overrides(get_recipe("cotrain")(), overrides)
-    console.rule("[bold]1-2/4 record expert data (cached), co-train car + G1 with a DAgger round")
+    log("1-2/4 record expert data (cached), co-train car + G1 with a DAgger round")
     res = train_recipe(recipe, out / "train", resume=True)
     curve = plot_curves(res["history"], out / "training_curve.png", title="physai demo: co-training car + G1")
-    console.rule("[bold]3/4 closed-loop evaluation on unseen seeds (physai vs expert)")
+    log("3/4 closed-loop evaluation on unseen seeds (physai vs expert)")
     n = episodes or (1 if quick else 4)
     secs = {"physai/car-highway": 8.0 if quick else 30.0, "physai/g1-walk": 3.0 if quick else 20.0}
     scenarios = [s for env_id in recipe.eval_env for s in seeded_scenarios(env_id, n, recipe.eval_seed, secs[env_id])]
-    rows, _ = run_eval(res["final"], scenarios, json_out=out / "eval.json", video=out / "videos", title="physai demo")
-    console.rule("[bold]4/4 summary")
+    ev = evaluate_checkpoint(res["final"], scenarios, video=out / "videos")
+    write_json(out / "eval.json", ev)
+    log("4/4 summary")
     wall = time.perf_counter() - t0
     videos = sorted(str(p) for p in (out / "videos").glob("*.mp4"))
-    summary = {"wall_s": wall, "train": {k: v for k, v in res.items() if k != "history"}, "eval": rows,
+    summary = {"wall_s": wall, "train": {k: v for k, v in res.items() if k != "history"}, "eval": ev,
                "training_curve": str(curve), "videos": videos}
     write_json(out / "demo_summary.json", summary)
-    print_table([{"item": "wall time (s)", "value": f"{wall:.0f}"},
-                 {"item": "training samples/s", "value": f"{res['samples_per_s']:.0f}"},
-                 {"item": "checkpoint", "value": res["final"]},
-                 {"item": "training curve", "value": str(curve)},
-                 {"item": "videos", "value": f"{len(videos)} in {out / 'videos'}"},
-                 {"item": "summary", "value": str(out / 'demo_summary.json')}], "physai demo", ["item", "value"])
     return summary

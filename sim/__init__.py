@@ -1,25 +1,19 @@
-"""Simulators, experts and closed-loop evaluation.
+"""Simulators, experts, the roll-out runner and closed-loop evaluation.
 
-Driving uses highway-env (`physai.sim.car`), humanoids use MuJoCo (`physai.sim.humanoid`). Both
-are gymnasium environments registered under the `physai/` namespace (e.g. `physai/car-highway`,
-`physai/g1-walk`) whose observations follow the embodiment spec: `image` uint8 [H, W, 3],
-`proprio` float32 [proprio_dim], `command` a dict of the spec's command fields; actions are
-float32 [action_dim] in the spec's physical units.
+Each kind of body is a registered body family (`physai.sim.family`): driving (highway-env,
+`physai.sim.car`) and humanoids (MuJoCo, `physai.sim.humanoid`) are built in, and a user's family
+registers the same way. Their gymnasium envs' observations follow the embodiment spec: `image`
+uint8 [H, W, 3], `proprio` float32 [proprio_dim], `command` a dict of the spec's command fields;
+actions are float32 [action_dim] in the spec's physical units; `info["sensors"]` is what the
+family's safety guard reads. `physai.sim.rollout` plays episodes in parallel,
+`physai.sim.evaluate` scores them, `physai.sim.suite` reads scenario files and shipped suites.
 """
 
 from __future__ import annotations
 
-_registered = False
-
 
 def register_envs() -> None:
-    """Register every physai gymnasium env (idempotent)."""
-    global _registered
-    if _registered:
-        return
-    from physai.sim.car import register_envs as _car
-    from physai.sim.humanoid import register_envs as _humanoid
+    """Register every body family's gymnasium envs (idempotent)."""
+    from physai.sim.family import register_envs as _register
 
-    _car()
-    _humanoid()
-    _registered = True
+    _register()

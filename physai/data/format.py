@@ -19,13 +19,13 @@ from typing import Any, Mapping
 
 from physai.embodiments import EmbodimentSpec, get_spec
 from physai.errors import ConfigError, SpecMismatchError
+from physai.sim.family import BodyFamily, family_for_embodiment, family_for_env
 
 FORMAT = "physai-dataset-1"
 META_FILE = "meta/physai.json"
 NORM_FILE = "meta/physai_norm.safetensors"
 STATE, COMMAND, ACTION, REWARD = "observation.state", "observation.command", "action", "next.reward"
 IMAGE_PREFIX = "observation.images."
-ENV_PREFIXES = {"physai/car-": "car", "physai/g1-": "g1", "physai/t1-": "t1"}  # env id prefix -> embodiment
 
 
 def image_key(camera: str) -> str:
@@ -54,15 +54,11 @@ def features_for(spec: EmbodimentSpec) -> dict[str, dict]:
 
 
 def embodiment_for_env(env_id: str, env: Any = None) -> str:
-    """`env.unwrapped.embodiment` when the env has it, else by id prefix (physai/car-* -> car)."""
+    """`env.unwrapped.embodiment` when the env has it, else what the env's body family says."""
     name = getattr(getattr(env, "unwrapped", env), "embodiment", None) if env is not None else None
     if isinstance(name, str):
         return name
-    for prefix, emb in ENV_PREFIXES.items():
-        if env_id.startswith(prefix):
-            return emb
-    raise ConfigError(f"cannot tell the embodiment of env '{env_id}': expected an id starting with "
-                      f"{sorted(ENV_PREFIXES)} or an env with an `embodiment` attribute")
+    return family_for_env(env_id).embodiment_of(env_id)
 
 
 def fps_for(spec: EmbodimentSpec) -> int:
@@ -72,21 +68,14 @@ def fps_for(spec: EmbodimentSpec) -> int:
     return fps
 
 
-def _num(x: float) -> str:
-    """Short number for task strings: 25 -> '25', 0.5 -> '0.5', -0.04 -> '0' (one decimal)."""
-    x = round(float(x), 1)
-    return f"{0.0 if x == 0 else x:g}"
-
-
 def task_string(spec: EmbodimentSpec, command: Mapping[str, Any]) -> str:
-    """Human-readable task for a command (rounded, so the task vocabulary stays small)."""
-    vals = spec.decode_command(spec.encode_command(command))
-    if spec.name == "car":
-        return f"drive: lane {vals['lane']}, {int(round(vals['speed']))} m/s"
-    if {"vx", "vy", "yaw_rate"} <= set(vals):
-        return f"walk: vx {_num(vals['vx'])} vy {_num(vals['vy'])} yaw {_num(vals['yaw_rate'])}"
-    parts = [f"{k} {v if isinstance(v, str) else _num(v)}" for k, v in vals.items()]
-    return f"{spec.name}: " + " ".join(parts)
+    """Human-readable task for a command (rounded, so the task vocabulary stays small), as the
+    embodiment's body family words it (a spec no family drives gets the generic wording)."""
+    try:
+        fam = family_for_embodiment(spec.name)
+    except ConfigError:
+        fam = BodyFamily()
+    return fam.task_string(spec, command)
 
 
 # ---- meta/physai.json --------------------------------------------------------------------------

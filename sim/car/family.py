@@ -1,0 +1,108 @@
+"""The car body family: highway-env scenarios (`physai/car-*`), the IDM/MOBIL expert, the
+emergency-brake guard, driving metrics, and lane/speed instruction scoring.
+
+Everything that is car-specific outside the model is decided here; the rest of the library asks
+this object (see `physai.sim.family`). Importing it is cheap: highway-env is imported only when an
+env, expert or metric is made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from physai.errors import ConfigError
+from physai.sim.car import ENV_IDS
+from physai.sim.family import BodyFamily, RecordConfig, register_family
+
+
+@dataclass(frozen=True)
+class CarRecordConfig(RecordConfig):
+    seconds: float = 30.0  # episode length of car recordings and DAgger roll-outs
+
+
+class CarFamily(BodyFamily):
+    name = "car"
+    env_ids = ENV_IDS
+    record_config = CarRecordConfig
+    metric_columns = ("progress_m", "collision", "offroad_s", "lane_error_m", "mean_abs_jerk",
+                      "speed_limit_compliance", "stall_s", "length_s", "driving_score", "safety_interventions")
+
+    def owns(self, env_id: str) -> bool:
+        return env_id.startswith("physai/car-")  # physai's car namespace (test and user envs too)
+
+    def register_envs(self) -> None:
+        from physai.sim.car import register_envs
+
+        register_envs()
+
+    def embodiment_of(self, env_id: str) -> str:
+        return "car"
+
+    def env_kwargs(self, env_id, seconds=None, options=None, images=True):
+        kw: dict[str, Any] = {}
+        if options:
+            kw["config"] = dict(options)  # highway-env config keys (vehicles_density, lanes_count, ...)
+        if seconds is not None:
+            kw["episode_seconds"] = float(seconds)
+        return kw  # the car's camera is a cheap top-down render: always on
+
+    def check_options(self, env_id, options):
+        from physai.sim.car.env import _LOCKED_KEYS as LOCKED_KEYS
+        from physai.sim.car.scenarios import get_scenario
+
+        sc = get_scenario(env_id.removeprefix("physai/car-"))
+        known = set(sc.cls.default_config())
+        for k in options:
+            if k in LOCKED_KEYS:
+                raise ConfigError(f"options.{k}: fixed by physai (it defines the car spec contract)")
+            if k == "duration":
+                raise ConfigError("options.duration: set the episode length with 'seconds'")
+            if k not in known:
+                raise ConfigError(f"options.{k}: not a {sc.upstream_id} option; known: {sorted(known)}")
+
+    def make_expert(self, embodiment):
+        from physai.sim.car.expert import CarExpert
+
+        return CarExpert()
+
+    def make_guard(self, spec):
+        from physai.embodiments.safety import CarGuard
+
+        return CarGuard(spec)
+
+    def make_metrics(self, env):
+        from physai.sim.car.metrics import EpisodeMetrics
+
+        return EpisodeMetrics(dt=getattr(env.unwrapped, "dt", 0.2))
+
+    def trace_step(self, info: Mapping[str, Any]) -> dict[str, Any]:
+        from physai.sim.car.score import ttc_from_sensors
+
+        cmd = info.get("command") or {}
+        return {"t": float(info["time_s"]), "lane": int(info["lane_id"]), "lane_error": float(info["lane_error"]),
+                "speed": float(info["speed"]), "collision": bool(info["collision"]), "offroad": bool(info["offroad"]),
+                "cmd_lane": cmd.get("lane"), "cmd_speed": cmd.get("speed"),
+                "ttc": ttc_from_sensors(info.get("sensors"))}
+
+    def trace_metrics(self, trace, dt):
+        from physai.sim.car.score import trace_metrics
+
+        return trace_metrics(trace, dt)
+
+    def score_instructions(self, commands, trace, seconds):
+        from physai.sim.car.instructions import score_instructions
+
+        return score_instructions(commands, trace, seconds)
+
+    def episode_summary(self, metrics, reference):
+        from physai.sim.car.score import driving_score
+
+        return driving_score(metrics, reference)
+
+    def task_string(self, spec, command) -> str:
+        vals = spec.decode_command(spec.encode_command(command))
+        return f"drive: lane {vals['lane']}, {int(round(vals['speed']))} m/s"
+
+
+register_family(CarFamily())

@@ -1,0 +1,417 @@
+"""The roll-out runner: N environments in parallel, batched policy inference across them.
+
+Collection, DAgger, closed-loop evaluation and RL all play episodes through `run_episodes`. Each
+`Episode` names a scenario (env id, seed, length, options, command timeline) and what to bring
+back: the expert's label at every visited state, the frames for a dataset, a video. Envs live in
+`EnvSlot`s, in this process (`workers=0`) or one per worker process (`workers=N`, spawn); every
+control step the runner gathers the observations of all slots that wait for an action, asks the
+driver for all of them in one batch, and steps the slots (worker processes step in parallel).
+Each episode is reset with its own seed in its own env, and the safety guard (`family.make_guard`)
+sits between the driver and the env inside the slot, reading the env's documented
+`info["sensors"]`, so the same seeds give the same episodes however many slots run them.
+Results come back in episode order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections import deque
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+import numpy as np
+
+from physai.errors import ConfigError
+from physai.sim.family import family_for_env
+from physai.sim.suite import Scenario
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One episode to play and what to bring back from it."""
+
+    scenario: Scenario  # env, seed, length, options, command timeline
+    index: int = 0  # position in the caller's list (results are returned in this order)
+    safety: bool = True  # put the family's guard between the driver and the env
+    images: bool = True  # render camera images (humanoids can skip them when nothing looks)
+    label: bool = False  # also compute the expert's action at every visited state (DAgger, collection)
+    record: bool = False  # bring back every frame (images, proprio, command, label, reward, task)
+    action_noise: float = 0.0  # expert driving only: DART noise, fraction of each dimension's half-range
+    noise_key: tuple[int, ...] = ()  # seeds the DART noise generator (collection passes (seed, episode))
+    video: str | None = None  # write a real-time MP4 roll-out here
+    video_size: int = 192
+    max_steps: int | None = None  # stop after this many steps (None = the env's episode length)
+    score: bool = True  # compute the family's metrics, trace and instruction scores
+    env_kwargs: dict | None = None  # exact gym.make kwargs (None: the family builds them from the scenario)
+
+
+class Driver(Protocol):
+    """Who picks the actions: a batched policy, or the expert inside each slot (`in_slot`)."""
+
+    in_slot: bool  # True: the slot's expert drives (no actions are sent)
+    max_slots: int | None  # None = any number of envs at once
+
+    def reset(self, slot: int) -> None: ...
+
+    def act(self, obs: list[dict], slots: list[int]) -> list[np.ndarray]: ...
+
+
+class ExpertDriver:
+    """The family's expert drives, inside each slot (it reads the env's state)."""
+
+    in_slot, max_slots = True, None
+
+    def __init__(self, env_id: str | None = None):
+        pass
+
+    def reset(self, slot: int) -> None:
+        pass
+
+    def act(self, obs, slots):
+        raise RuntimeError("the expert acts inside the env slot")
+
+
+class PolicyDriver:
+    """A physai `Policy` for one embodiment: one batched forward for every slot that needs a plan;
+    each slot keeps its own `ActionQueue` (chunking / temporal ensembling)."""
+
+    in_slot, max_slots = False, None
+
+    def __init__(self, policy, embodiment: str, optimize: bool = True):
+        from physai.action_queue import ActionQueue
+
+        self.policy, self.emb = policy, embodiment
+        self.spec = policy.specs[embodiment]
+        if optimize:
+            policy.eval().optimize_for_inference()
+        self._queues: dict[int, Any] = {}
+        self._new_queue = lambda: ActionQueue(policy.config.n_action_steps, policy.config.temporal_ensemble)
+
+    def reset(self, slot: int) -> None:
+        self._queues[slot] = self._new_queue()
+
+    def act(self, obs, slots):
+        import torch
+
+        from physai.validate import bound_actions, obs_from_env
+
+        qs = [self._queues.setdefault(s, self._new_queue()) for s in slots]
+        need = [i for i, q in enumerate(qs) if q.needs_chunk()]
+        if need:
+            batch = [obs_from_env(obs[i], self.spec) for i in need]
+            stacked = {k: np.concatenate([b[k][None] for b in batch]) for k in ("image", "proprio", "command")}
+            chunks = self.policy.predict_action_chunk(stacked, self.emb)  # [n, H, A]
+            for j, i in enumerate(need):
+                qs[i].push(chunks[j])
+        with torch.no_grad():
+            return [bound_actions(q.pop()[None], self.spec)[0].cpu().numpy().astype(np.float32) for q in qs]
+
+
+class StepDriver:
+    """Any per-observation policy (`select_action(obs) -> action`, e.g. a LeRobot baseline or a
+    `SafePolicy`-less script): one slot at a time, since such policies keep one action queue."""
+
+    in_slot, max_slots = False, 1
+
+    def __init__(self, fn: Callable[[dict], Any], reset: Callable[[], None] | None = None, spec=None):
+        self.fn, self._reset, self.spec = fn, reset, spec
+
+    def reset(self, slot: int) -> None:
+        if self._reset is not None:
+            self._reset()
+
+    def act(self, obs, slots):
+        from physai.validate import obs_from_env
+
+        outs = []
+        for o in obs:
+            a = self.fn(obs_from_env(o, self.spec) if self.spec is not None else o)
+            a = a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
+            outs.append(np.asarray(a, dtype=np.float32))
+        return outs
+
+
+# ---- one env, one episode at a time ---------------------------------------------------------
+class EnvSlot:
+    """Holds envs (cached per settings), experts and guards, and plays one episode at a time."""
+
+    def __init__(self, expert: Any = None):
+        self._envs: dict[tuple, Any] = {}
+        self._expert = expert  # used for every embodiment instead of the family's (in-process only)
+        self._experts: dict[str, Any] = {}
+        self.ep: Episode | None = None
+
+    def close(self) -> None:
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
+
+    def _env(self, ep: Episode):
+        import gymnasium as gym
+
+        sc = ep.scenario
+        fam = family_for_env(sc.env)
+        kw = ep.env_kwargs if ep.env_kwargs is not None else fam.env_kwargs(sc.env, sc.seconds, sc.options,
+                                                                                  images=ep.images)
+        key = (sc.env, repr(sorted(kw.items())))
+        if key not in self._envs:
+            if sc.env not in gym.registry:
+                fam.register_envs()
+            self._envs[key] = gym.make(sc.env, **kw)
+        return self._envs[key]
+
+    def start(self, ep: Episode) -> dict | None:
+        """Reset for `ep`; returns the first observation (None when the expert drives: call `step`)."""
+        from physai.embodiments import get_spec
+
+        sc = ep.scenario
+        self.ep, self.fam = ep, family_for_env(sc.env)
+        self.emb = self.fam.embodiment_of(sc.env)
+        self.spec = get_spec(self.emb)
+        self.env = self._env(ep)
+        self.obs, info = self.env.reset(seed=sc.seed)
+        self.pending = deque(sc.commands)
+        self.t = 0
+        self.dt = 1.0 / self.spec.control_hz
+        self.metrics = self.fam.make_metrics(self.env) if ep.score else None
+        if self.metrics is not None:
+            self.metrics.reset(info)
+        self.trace: list[dict] = []
+        self.frames: list[tuple] = []
+        self.video: list[np.ndarray] = []
+        self.guard = self.fam.make_guard(self.spec) if ep.safety else None
+        if self.guard is not None:
+            self.guard.reset(info.get("sensors"))
+        self.sensors = info.get("sensors")
+        self.expert = None
+        if ep.label or ep.record or ep.action_noise > 0 or self.driver_in_slot:
+            if self._expert is not None:
+                self.expert = self._expert
+            elif self.emb not in self._experts:
+                self.expert = self._experts[self.emb] = self.fam.make_expert(self.emb)
+            else:
+                self.expert = self._experts[self.emb]
+            self.expert.reset(self.env)
+        self.noise_rng = np.random.default_rng(list(ep.noise_key) or [sc.seed, 7])
+        self.video_stride = max(1, int(round(self.spec.control_hz / self.fam.video_fps(self.spec))))
+        self._apply_commands()
+        return self.obs
+
+    driver_in_slot = False
+
+    def _apply_commands(self) -> None:
+        """Command changes due at the current time, applied before the agent sees the observation."""
+        now, changed = self.t * self.dt, False
+        while self.pending and self.pending[0][0] <= now + 1e-9:
+            self.env.unwrapped.set_command(self.pending.popleft()[1])
+            changed = True
+        if changed:
+            self.obs = {**self.obs, "command": getattr(self.env.unwrapped, "command", self.obs["command"])}
+
+    def step(self, action: np.ndarray | None) -> tuple[dict | None, dict | None]:
+        """Play one control step with `action` (None: the expert's). Returns (next obs, None) while
+        the episode runs and (None, episode result) when it ended."""
+        ep, spec = self.ep, self.spec
+        label = np.asarray(self.expert.act(self.env), dtype=np.float32) if self.expert is not None else None
+        if action is None:
+            act = label
+            if ep.action_noise > 0:
+                half = (spec.high - spec.low) / 2
+                act = spec.clip_action(label + self.noise_rng.normal(0.0, ep.action_noise, label.shape) * half)
+        else:
+            act = np.asarray(action, dtype=np.float32)
+        if self.guard is not None:
+            act = self.guard.filter(act, self.sensors)
+        if ep.video is not None and self.t % self.video_stride == 0:
+            from physai.sim.video import render_frame
+
+            self.video.append(render_frame(self.env, ep.video_size))
+        if ep.record:
+            self.frames.append(self._frame(label))
+        obs, reward, term, trunc, info = self.env.step(act)
+        if self.metrics is not None:
+            self.metrics.update(obs, act, info, reward)
+            self.trace.append(self.fam.trace_step(info))
+        if ep.record:
+            self.frames[-1] = (*self.frames[-1][:4], float(reward), self.frames[-1][5])
+        self.obs, self.sensors, self.t = obs, info.get("sensors"), self.t + 1
+        if term or trunc or (ep.max_steps is not None and self.t >= ep.max_steps):
+            return None, self._finish()
+        self._apply_commands()
+        return self.obs, None
+
+    def _frame(self, label) -> tuple:
+        from physai.data import format as F
+        from physai.data.collect import camera_images
+
+        cmd = self.obs["command"]
+        return ({k: v.copy() for k, v in camera_images(self.obs, self.spec).items()},
+                np.array(self.obs["proprio"], np.float32), self.spec.encode_command(cmd), label, 0.0,
+                F.task_string(self.spec, cmd))
+
+    def _finish(self) -> dict:
+        ep, sc = self.ep, self.ep.scenario
+        counts = dict(self.guard.counts) if self.guard is not None else {}
+        res: dict[str, Any] = {"index": ep.index, "env": sc.env, "seed": sc.seed, "scenario": sc.name,
+                               "commands": [{"at": at, **cmd} for at, cmd in sc.commands], "steps": self.t,
+                               "safety": {k: int(v) for k, v in counts.items()}}
+        if self.metrics is not None:
+            m = dict(self.metrics.result())
+            m.update(self.fam.trace_metrics(self.trace, self.dt))
+            m["safety_interventions"] = float(sum(counts.values()))
+            seconds = sc.seconds if sc.seconds is not None else self.t * self.dt
+            res["metrics"] = m
+            res["instructions"] = self.fam.score_instructions(sc.commands, self.trace, seconds)
+        if ep.record:
+            res["frames"] = self.frames
+        if ep.video is not None and self.video:
+            from physai.sim.video import write_mp4
+
+            res["video"] = str(write_mp4(self.video, ep.video, fps=self.fam.video_fps(self.spec)))
+        self.ep = None
+        return res
+
+
+# ---- worker processes -------------------------------------------------------------------------
+def _worker(conn) -> None:
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    slot = EnvSlot()
+    try:
+        while True:
+            cmd, arg = conn.recv()
+            try:
+                if cmd == "start":
+                    ep, in_slot = arg
+                    slot.driver_in_slot = in_slot
+                    out = slot.start(ep)
+                elif cmd == "step":
+                    out = slot.step(arg)
+                else:
+                    break
+                conn.send(("ok", out))
+            except BaseException as e:  # report, keep serving (the runner decides)
+                import traceback
+
+                conn.send(("error", (type(e).__name__, str(e), traceback.format_exc())))
+    except (EOFError, KeyboardInterrupt):
+        pass
+    finally:
+        slot.close()
+
+
+class _ProcSlot:
+    """An `EnvSlot` in a worker process (same methods, sent through a pipe)."""
+
+    def __init__(self, ctx):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker, args=(child,), daemon=True)
+        self.proc.start()
+        child.close()
+
+    def send(self, cmd: str, arg: Any) -> None:
+        self.conn.send((cmd, arg))
+
+    def recv(self) -> Any:
+        status, out = self.conn.recv()
+        if status == "error":
+            name, msg, tb = out
+            from physai.errors import PhysaiError
+
+            raise (PhysaiError if name.endswith("Error") and "physai" in tb else RuntimeError)(
+                f"roll-out worker: {name}: {msg}\n{tb}")
+        return out
+
+    def close(self) -> None:
+        try:
+            self.conn.send(("close", None))
+        except (BrokenPipeError, OSError):
+            pass
+        self.proc.join(timeout=5)
+        if self.proc.is_alive():
+            self.proc.terminate()
+
+
+class _LocalSlot:
+    """An `EnvSlot` in this process, behind the same send/recv calls."""
+
+    def __init__(self, expert: Any = None):
+        self.slot, self._out = EnvSlot(expert), None
+
+    def send(self, cmd, arg):
+        if cmd == "start":
+            self.slot.driver_in_slot = arg[1]
+            self._out = self.slot.start(arg[0])
+        else:
+            self._out = self.slot.step(arg)
+
+    def recv(self):
+        return self._out
+
+    def close(self):
+        self.slot.close()
+
+
+def run_episodes(driver: Driver, episodes: Sequence[Episode], slots: int = 1, workers: bool = False,
+                 on_done: Callable[[dict], None] | None = None, progress: Any = None,
+                 expert: Any = None) -> list[dict]:
+    """Play `episodes` with `driver` in `slots` envs at once; results in the episodes' order.
+
+    `workers=True` puts each slot's env in its own process (spawn: a family must be importable
+    there; built-in families are). `on_done(result)` is called as each episode ends (in the order
+    they end); `progress` is a callable `advance()` per finished episode; `expert` replaces the
+    families' experts (in-process slots only)."""
+    if workers and expert is not None:
+        raise ConfigError("run_episodes: a custom expert cannot be sent to worker processes")
+    eps = [replace(ep, index=i) if ep.index != i else ep for i, ep in enumerate(episodes)]
+    if not eps:
+        return []
+    n = max(1, min(int(slots), len(eps), driver.max_slots or len(eps)))
+    ctx = mp.get_context("spawn") if workers else None
+    pool = [_ProcSlot(ctx) if workers else _LocalSlot(expert) for _ in range(n)]
+    todo = deque(eps)
+    results: dict[int, dict] = {}
+    waiting: dict[int, dict | None] = {}  # slot -> obs awaiting an action (None: the expert drives)
+    running: dict[int, Episode] = {}
+
+    def start(k: int) -> None:
+        while todo:
+            ep = todo.popleft()
+            running[k] = ep
+            pool[k].send("start", (ep, driver.in_slot))
+            driver.reset(k)
+            return
+        running.pop(k, None)
+
+    try:
+        for k in range(n):
+            start(k)
+        for k in list(running):
+            waiting[k] = pool[k].recv()
+        while running:
+            ks = [k for k in running]
+            if driver.in_slot:
+                actions = [None] * len(ks)
+            else:
+                actions = driver.act([waiting[k] for k in ks], ks)
+            for k, a in zip(ks, actions):
+                pool[k].send("step", a)
+            for k in ks:
+                obs, done = pool[k].recv()
+                if done is None:
+                    waiting[k] = obs
+                    continue
+                results[done["index"]] = done
+                if on_done is not None:
+                    on_done(done)
+                if progress is not None:
+                    progress()
+                start(k)
+                if k in running:
+                    waiting[k] = pool[k].recv()
+    finally:
+        for p in pool:
+            p.close()
+    return [results[i] for i in range(len(eps))]
