@@ -58,7 +58,7 @@ def test_dagger_round_adds_expert_labelled_policy_rollouts_and_resumes(tmp_path)
     torch.set_num_threads(1)
     recipe = apply_overrides(get_recipe("car_only")(), [
         "train.steps=6", "train.batch_size=8", "train.ckpt_every=3", "train.warmup_steps=1",
-        'data.datasets=[["physai/car-highway",1,1.0]]', "data.car_seconds=3", f"data.root={tmp_path / 'data'}",
+        'data.datasets=[["physai/car-highway",1,1.0]]', "data.record.car.seconds=3", f"data.root={tmp_path / 'data'}",
         "data.dagger_rounds=1", "data.dagger_episodes=2",
     ])
     out = tmp_path / "run"
@@ -87,31 +87,39 @@ def test_dagger_round_adds_expert_labelled_policy_rollouts_and_resumes(tmp_path)
 
 def test_humanoid_recordings_carry_their_stand_probability(tmp_path):
     from physai.data.frames import load_frames
-    from physai.pipeline import ensure_dataset, env_kwargs_for
+    from physai.pipeline import ensure_dataset
+    from physai.sim.family import get_family
 
-    assert "stand_prob" not in env_kwargs_for("physai/g1-walk", 5.0)
-    assert "stand_prob" not in env_kwargs_for("physai/car-highway", 5.0, 0.5)["config"]
-    path = ensure_dataset("physai/g1-walk", 1, tmp_path, seed=0, seconds=0.1, progress=False, stand_prob=1.0)
+    fam = get_family("humanoid")
+    assert "stand_prob" not in fam.record_config(stand_prob=0.1).env_options()  # the env's default
+    always = fam.record_config(seconds=0.1, stand_prob=1.0)
+    path = ensure_dataset("physai/g1-walk", 1, tmp_path, seed=0, record=always, progress=False)
     assert path.name == "g1-walk-seed0-0.1s-stand1"  # its own cache folder: never mixed with other data
     session = json.loads((path / F.META_FILE).read_text())["sessions"][0]
     assert session["env_kwargs"]["stand_prob"] == "1.0"
     fr = load_frames(path)
     assert len(fr) == 5 and abs(fr.command).max() == 0.0  # every command was "stand still"
-    default = ensure_dataset("physai/g1-walk", 1, tmp_path, seed=0, seconds=0.1, progress=False, stand_prob=0.1)
+    default = ensure_dataset("physai/g1-walk", 1, tmp_path, seed=0, record=fam.record_config(seconds=0.1, stand_prob=0.1),
+                             progress=False)
     assert default.name == "g1-walk-seed0-0.1s"  # the env's default keeps the old cache name
-    with pytest.raises(ConfigError, match="humanoid_stand_prob"):
-        apply_overrides(get_recipe("cotrain")(), ["data.humanoid_stand_prob=1.5"])
+    with pytest.raises(ConfigError, match="stand_prob"):
+        apply_overrides(get_recipe("cotrain")(), ["data.record.humanoid.stand_prob=1.5"])
+    with pytest.raises(ConfigError, match="data.record.humanoid.stand_prob"):  # a typo lists the valid keys
+        apply_overrides(get_recipe("cotrain")(), ["data.record.humanoid.stand_probb=0.5"])
 
 
 def test_recipe_loader_weights_humanoid_command_switches(tmp_path):
     from physai.pipeline import _make_loader, ensure_dataset
+    from physai.sim.family import get_family
 
-    g1 = ensure_dataset("physai/g1-walk", 1, tmp_path, seed=0, seconds=0.1, progress=False)
-    recipe = apply_overrides(get_recipe("g1_only")(), ["data.humanoid_transition_weight=2.5",
-                                                       "data.transition_seconds=0.5", "train.batch_size=4"])
+    g1 = ensure_dataset("physai/g1-walk", 1, tmp_path, seed=0, record=get_family("humanoid").record_config(seconds=0.1),
+                        progress=False)
+    recipe = apply_overrides(get_recipe("g1_only")(), ["data.record.humanoid.transition_weight=2.5",
+                                                       "data.record.humanoid.transition_seconds=0.5",
+                                                       "train.batch_size=4"])
     loader = _make_loader(recipe, {g1: 1.0}, [], {})
     assert loader.transition_weight == {"g1": 2.5} and loader.transition_seconds == 0.5
-    plain = _make_loader(apply_overrides(recipe, ["data.humanoid_transition_weight=1"]), {g1: 1.0}, [], {})
+    plain = _make_loader(apply_overrides(recipe, ["data.record.humanoid.transition_weight=1"]), {g1: 1.0}, [], {})
     assert plain.transition_weight == {}
-    with pytest.raises(ConfigError, match="humanoid_transition_weight"):
-        apply_overrides(recipe, ["data.humanoid_transition_weight=0.5"])
+    with pytest.raises(ConfigError, match="transition_weight"):
+        apply_overrides(recipe, ["data.record.humanoid.transition_weight=0.5"])

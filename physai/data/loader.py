@@ -213,7 +213,7 @@ class MultiEmbodimentLoader:
         saved_t = state.get("transition", {"weight": {}, "seconds": self.transition_seconds})  # older states: uniform
         if saved_t["weight"] != mine_t["weight"] or (mine_t["weight"] and saved_t["seconds"] != mine_t["seconds"]):
             raise ConfigError(f"loader state was saved with transition sampling {saved_t}, this loader has {mine_t} "
-                              f"(resume with the settings the run started with, e.g. data.humanoid_transition_weight)")
+                              f"(resume with the settings the run started with, e.g. data.record.humanoid.transition_weight)")
         if not np.allclose(state.get("probs", []), self.probs):
             raise ConfigError(f"loader state was saved with weights {state.get('probs')}, this loader has {self.probs.tolist()}")
         self._rng.bit_generator.state = state["rng"]
