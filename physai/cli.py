@@ -88,15 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="physai", description="physai: physical-AI policies for cars and humanoids")
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, attention backend, presets, registries").set_defaults(fn=cmd_info)
-    from physai import cli_data, cli_run
+    from physai import cli_bench, cli_data, cli_run
 
     cli_data.add_parsers(sub)
     cli_run.add_parsers(sub)
-    bench = sub.add_parser("bench", help="benchmarks: data, policies, latency, train").add_subparsers(dest="bench", required=True)
-    cli_data.add_bench_parsers(bench)
-    from physai.recipes import bench as bench_cmds
-
-    bench_cmds.add_bench_parsers(bench)
+    cli_bench.add_parsers(sub)
     return ap
 
 

@@ -1,9 +1,8 @@
-"""CLI wiring for data: `physai collect ...` and `physai bench data ...` (arguments parsed only here).
+"""CLI wiring for data: `physai collect ...` (arguments parsed only here).
 
-`add_parsers(sub)` adds `collect` to the top-level subparsers; `add_bench_parsers(bench_sub)` adds
-`data` to the `bench` command's subparsers. Handlers call `physai.data.collect.collect` and
-`physai.data.bench.bench_data` and print a rich table at the end (episodes, frames, frames/s, path,
-or the loader benchmark); `bench data --json OUT` also writes the report as JSON.
+`add_parsers(sub)` adds `collect` to the top-level subparsers. Its handler calls
+`physai.data.collect.collect` and prints a rich table at the end (episodes, frames, frames/s, path).
+`physai bench data` lives with the other benchmarks in `physai.cli_bench`.
 """
 
 from __future__ import annotations
@@ -14,8 +13,6 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-
-from physai.errors import ConfigError
 
 console = Console()
 
@@ -56,21 +53,6 @@ def cmd_collect(args) -> int:
     return 0
 
 
-def cmd_bench_data(args) -> int:
-    from physai.data.bench import bench_data, print_report
-
-    if args.batch_size < 1 or args.chunk_size < 1 or args.batches < 1:
-        raise ConfigError("--batch-size, --chunk-size and --batches must be >= 1")
-    report = bench_data(args.datasets, batch_size=args.batch_size, chunk_size=args.chunk_size, batches=args.batches,
-                        workers=tuple(args.workers), cache_dir=args.cache_dir, log=lambda m: console.print(f"[dim]{m}[/]"))
-    print_report(report, console)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2))
-        console.print(f"wrote {args.json}")
-    return 0
-
-
 def add_parsers(sub) -> None:
     """Add `collect` to the top-level `physai` subparsers."""
     p = sub.add_parser("collect", help="record expert (or DAgger) episodes into a LeRobot v3 dataset")
@@ -85,15 +67,3 @@ def add_parsers(sub) -> None:
                    help="env constructor argument (JSON value), repeatable, e.g. render_images=true")
     p.set_defaults(fn=cmd_collect)
 
-
-def add_bench_parsers(bench_sub) -> None:
-    """Add `data` to the `physai bench` subparsers."""
-    p = bench_sub.add_parser("data", help="physai loader vs LeRobotDataset + DataLoader (samples/s)")
-    p.add_argument("--json", metavar="OUT", help="write the report as JSON here")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--chunk-size", type=int, default=8, help="action chunk H")
-    p.add_argument("--batches", type=int, default=20, help="timed baseline batches per setting")
-    p.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="baseline DataLoader num_workers values")
-    p.add_argument("--datasets", nargs="+", metavar="DIR", help="datasets to load (default: record small ones)")
-    p.add_argument("--cache-dir", help="where default datasets are recorded (default ~/.cache/physai/bench_data)")
-    p.set_defaults(fn=cmd_bench_data)

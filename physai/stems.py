@@ -23,13 +23,15 @@ from physai.errors import ConfigError
 @dataclass(frozen=True)
 class StemConfig:
     image_model: str = "patch"  # "patch" = timm PatchEmbed; otherwise any timm model name
-    patch_size: int = 8  # PatchEmbed patch size (pixels)
+    # PatchEmbed patch size (pixels): 32 = 2x2 patches of a 64x64 camera, the image grid ACT's
+    # ResNet-18 gives such an image (with the state token, 5 trunk tokens for one camera)
+    patch_size: int = 32
     image_weights: str | None = None  # local weights file for a timm model; never downloaded
     n_obs_steps: int = 1  # observation history length T
     # False: the embodiment, the command and each step's proprioception are separate tokens; True:
     # one state token per step (proprio MLP, with the command and embodiment embeddings added to it):
     # two tokens fewer through the trunk
-    state_token: bool = False
+    state_token: bool = True
 
     def __post_init__(self):
         if self.patch_size < 1 or self.n_obs_steps < 1:

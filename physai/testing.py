@@ -8,13 +8,21 @@ import torch
 
 from physai.config import policy_config
 from physai.heads.base import HeadConfig
+from physai.stems import StemConfig
 
 
 def tiny_config(**kw):
-    """A policy far below nano, for fast tests (32-d trunk, 2 blocks)."""
+    """A policy far below nano, for fast tests (32-d trunk, 2 blocks). Its token layout is pinned to
+    the one the committed golden checkpoint has (8-px patches, separate state tokens, 4 registers
+    through the trunk, the whole chunk executed), not the library default, so the tests' model does
+    not change when a default does; pass `stem=`, `readout=` ... to test another layout."""
     from physai.trunk import TrunkConfig
 
     kw.setdefault("head", HeadConfig(chunk_size=4, depth=1, heads=2))
+    kw.setdefault("stem", StemConfig(patch_size=8, state_token=False))
+    for k, v in (("readout", "trunk"), ("head_reads_trunk", False), ("world_model_fraction", 1.0),
+                 ("n_action_steps", None)):
+        kw.setdefault(k, v)
     return policy_config("nano", trunk=TrunkConfig(width=32, depth=2, heads=2), n_readout=4, world_model_depth=1, **kw)
 
 

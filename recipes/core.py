@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 
 from physai.config import PolicyConfig, policy_config
 from physai.errors import ConfigError
-from physai.heads.base import HeadConfig
-from physai.stems import StemConfig
 from physai.recipes import RECIPES
 from physai.trainer import TrainConfig
 
@@ -71,30 +69,12 @@ class Recipe:
     eval_seed: int = 1000  # seeds disjoint from the recordings
 
 
-def _policy(embodiments, chunk=8, **kw) -> PolicyConfig:
-    # heads read the physical tokens and the trunk features: on 2 CPU cores and a few thousand
-    # steps the token-only path learns markedly slower (measured: G1 L1 0.22 vs 0.14 after 200 steps)
-    kw.setdefault("head_reads_trunk", True)
-    # 5 trunk tokens: 2x2 patches of 32 px (the image grid ACT's ResNet-18 gives a 64-px image) and
-    # one state token (proprio + command + embodiment); 4 physical tokens pooled from the trunk's
-    # output. Against 16-px patches, separate tokens and 8 registers riding through the trunk (27
-    # tokens) the default cotrain went 241 -> 369 samples/s (53 -> 38 min) with car and G1 goals met.
-    kw.setdefault("stem", StemConfig(patch_size=32, state_token=True))
-    kw.setdefault("readout", "pool")
-    kw.setdefault("n_readout", 4)
-    # the world-model loss on a quarter of each batch (it costs a second encode); re-plan every
-    # control step (n_action_steps=1), which closed-loop humanoid control needs
-    kw.setdefault("world_model_fraction", 0.25)
-    return policy_config("nano", embodiments=embodiments, head=HeadConfig(chunk_size=chunk, depth=2, heads=4),
-                         n_action_steps=kw.pop("n_action_steps", 1), **kw)
-
-
 @RECIPES.register("cotrain")
 def cotrain() -> Recipe:
     """One nano model co-trained on car (highway) and G1 (walking) expert data."""
     return Recipe(
         name="cotrain",
-        policy=_policy(("car", "g1"), residual_actions=("g1",)),
+        policy=policy_config("nano", embodiments=("car", "g1"), residual_actions=("g1",)),
         train=TrainConfig(steps=4200, batch_size=128, lr=1e-3, warmup_steps=100, ckpt_every=600),
         data=DataConfig(datasets=(("physai/car-highway", 30, 0.4), ("physai/g1-walk", 24, 0.6)),
                         dagger_rounds=6, dagger_episodes=12),
@@ -105,14 +85,15 @@ def cotrain() -> Recipe:
 @RECIPES.register("car_only")
 def car_only() -> Recipe:
     r = cotrain()
-    return Recipe(name="car_only", policy=_policy(("car",)), train=r.train,
+    return Recipe(name="car_only", policy=policy_config("nano", embodiments=("car",)), train=r.train,
                   data=DataConfig(datasets=(("physai/car-highway", 30, 1.0),)), eval_env=("physai/car-highway",))
 
 
 @RECIPES.register("g1_only")
 def g1_only() -> Recipe:
     r = cotrain()
-    return Recipe(name="g1_only", policy=_policy(("g1",), residual_actions=("g1",)), train=r.train,
+    return Recipe(name="g1_only", policy=policy_config("nano", embodiments=("g1",), residual_actions=("g1",)),
+                  train=r.train,
                   data=DataConfig(datasets=(("physai/g1-walk", 24, 1.0),)), eval_env=("physai/g1-walk",))
 
 
@@ -121,7 +102,7 @@ def finetune_t1() -> Recipe:
     """A new robot (Booster T1) head on the frozen co-trained trunk: only T1's head (+ stem) trains."""
     return Recipe(
         name="finetune_t1",
-        policy=_policy(("t1",), residual_actions=("t1",)),
+        policy=policy_config("nano", embodiments=("t1",), residual_actions=("t1",)),
         train=TrainConfig(steps=600, batch_size=64, lr=1e-3, warmup_steps=30, ckpt_every=200,
                           train_head_only="t1", train_stem=True),
         data=DataConfig(datasets=(("physai/t1-walk", 8, 1.0),)),

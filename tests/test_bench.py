@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from physai.embodiments import get_spec
-from physai.recipes import bench as B
+from physai.bench import common, train as B
 from physai.testing import make_batch
 
 
 def test_train_flops_are_counted_in_training_mode():
     spec = get_spec("car")
-    pol = B._physai_policy(["car"], "nano", chunk=4)
+    pol = common._physai_policy(["car"], "nano", chunk=4)
     assert not pol.training  # the bench builds policies in eval mode ...
     batch = make_batch(spec, B=8, H=4, seed=0)
     flops = B._train_flops_per_sample(pol, batch)
@@ -55,6 +55,6 @@ def test_bench_train_rows_and_act_size_match(monkeypatch):
         assert r["fraction_of_matmul_peak"] == pytest.approx(r["achieved_GFLOPs"] * 1e9 / 1e11)
     # the ACT chosen is the closest in parameters among the sizes tried
     want = (p16["params_M"] + p32["params_M"] + pool["params_M"]) / 3 * 1e6
-    sizes = {d: B.n_params(LeRobotBaseline("act", spec, chunk_size=4, n_action_steps=4, dim_model=d,
-                                            dim_feedforward=4 * d)) for d in (64, 128)}
+    sizes = {d: common.n_params(LeRobotBaseline("act", spec, chunk_size=4, n_action_steps=4, dim_model=d,
+                                                 dim_feedforward=4 * d)) for d in (64, 128)}
     assert res["act_dim_model"] == min(sizes, key=lambda d: abs(sizes[d] - want)) == 64

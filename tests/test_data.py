@@ -32,7 +32,7 @@ import torch
 from gymnasium import spaces
 
 import physai.data.writer as W
-from physai import cli_data
+from physai import cli_bench, cli_data
 from physai.data import format as F
 from physai.data.collect import collect, make_env
 from physai.data.frames import load_frames
@@ -410,7 +410,7 @@ def test_cli_collect_and_bench(tmp_path, datasets, monkeypatch, capsys):
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd")
     cli_data.add_parsers(sub)
-    cli_data.add_bench_parsers(sub.add_parser("bench").add_subparsers(dest="what"))
+    cli_bench.add_parsers(sub)
     args = ap.parse_args(["collect", "--env", "physai/car-fake", "--episodes", "2", "--out", str(tmp_path / "ds"),
                           "--env-kwarg", "length=4"])
     assert args.fn(args) == 0

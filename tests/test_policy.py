@@ -12,7 +12,7 @@ from physai.embodiments import get_spec
 from physai.errors import ConfigError, ObservationError
 from physai.heads import HEADS
 from physai.heads.base import HeadConfig
-from physai.config import PolicyConfig
+from physai.config import PolicyConfig, policy_config
 from physai.policy import Policy
 from physai.validate import prepare_observation
 
@@ -322,7 +322,7 @@ def test_state_token_and_pooled_readout_shrink_the_trunk_sequence(tmp_path):
 
     torch.manual_seed(0)
     spec = get_spec("car")
-    base = Policy.build(tiny_config(embodiments=("car",), stem=StemConfig(patch_size=16)))
+    base = Policy.build(tiny_config(embodiments=("car",), stem=StemConfig(patch_size=16, state_token=False)))
     lean = Policy.build(tiny_config(embodiments=("car",), stem=StemConfig(patch_size=16, state_token=True),
                                     readout="pool"))
     seen = {}
@@ -372,3 +372,42 @@ def test_state_token_and_pooled_readout_shrink_the_trunk_sequence(tmp_path):
     assert old.readout == "trunk" and not old.stem.state_token
     with pytest.raises(ConfigError, match="readout"):
         tiny_config(readout="mean")
+
+
+def test_the_library_default_is_the_recipes_model():
+    """`policy_config("nano", ...)` (the README's example) builds what the recipes train."""
+    import dataclasses
+
+    from physai.recipes import get_recipe
+
+    recipe = get_recipe("cotrain")().policy
+    default = policy_config("nano", embodiments=("car", "g1"))
+    assert dataclasses.replace(recipe, residual_actions=()) == default  # every architecture field
+    assert (default.readout, default.n_readout, default.stem.patch_size, default.stem.state_token) == ("pool", 4, 32, True)
+    assert PolicyConfig() == dataclasses.replace(default, preset="custom")
+    assert Policy.build(policy_config("nano", embodiments=("car",))).stems["car"].num_tokens == 2 * 2 + 1
+
+
+def test_a_config_without_the_layout_keys_loads_the_old_layout():
+    """A config.json written before a key existed (or before its default changed) keeps the value
+    that checkpoint was trained with, not today's default."""
+    from physai.config import OLD_DEFAULTS
+    from physai.trunk import TrunkConfig
+
+    new = policy_config("nano", trunk=TrunkConfig(width=32, depth=2, heads=2), embodiments=("car",),
+                        head=HeadConfig(chunk_size=4, depth=1, heads=2))
+    assert PolicyConfig.from_dict(new.to_dict()) == new  # saved keys win over OLD_DEFAULTS
+    d = new.to_dict()
+    for part, old in OLD_DEFAULTS.items():
+        for k in old:
+            del (d if part == "policy" else d[part])[k]
+    cfg = PolicyConfig.from_dict(d)
+    assert (cfg.n_readout, cfg.readout, cfg.head_reads_trunk, cfg.world_model_fraction, cfg.n_action_steps) == \
+        (16, "trunk", False, 1.0, None)
+    assert (cfg.stem.patch_size, cfg.stem.state_token, cfg.head.reflex_hidden) == (8, False, 0)
+    assert (cfg.world_model_trains_encoder, cfg.code_entropy_per_position) == (True, False)
+    for part, old in OLD_DEFAULTS.items():  # every recorded old value differs from today's default
+        now = new if part == "policy" else getattr(new, part)
+        assert all(getattr(now, k) != v for k, v in old.items()), part
+    pol = Policy.build(cfg)
+    assert pol.stems["car"].num_tokens == 8 * 8 + 3 and pol.heads["car"].reflex is None

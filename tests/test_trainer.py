@@ -129,7 +129,7 @@ def test_resume_refuses_a_checkpoint_of_another_policy_and_leaves_it_intact(tmp_
     Trainer(pol, SyntheticSource([pol.specs["car"]], batch_size=4, seed=1), cfg, tmp_path).fit(show_progress=False)
     ckpt = Trainer.latest_in(tmp_path)
     before = {p.name: p.read_bytes() for p in (ckpt / "policy").iterdir()}
-    other = Policy.build(tiny_config(embodiments=("car",), readout="pool", stem=StemConfig(state_token=True)))
+    other = Policy.build(tiny_config(embodiments=("car",), readout="pool", stem=StemConfig(patch_size=8, state_token=True)))
     tr = Trainer(other, SyntheticSource([other.specs["car"]], batch_size=4, seed=1), cfg, tmp_path)
     with pytest.raises(CheckpointError, match=r"policy\.readout='trunk' \(now 'pool'\).*--no-resume") as e:
         tr.resume()

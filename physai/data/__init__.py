@@ -4,7 +4,7 @@
 `physai.data.writer.DatasetWriter`); `physai.data.format` defines the feature names and the
 `meta/physai.json` spec record; `physai.data.frames` loads a whole dataset into memory once;
 `physai.data.loader.MultiEmbodimentLoader` mixes datasets of several embodiments into per-embodiment
-batches with cached normalization stats; `physai.data.bench` compares it against LeRobot's loader.
+batches with cached normalization stats (`physai.bench.data` compares it against LeRobot's loader).
 Submodules are imported lazily so `import physai.data` stays cheap (LeRobot takes seconds to import).
 """
 
