@@ -6,12 +6,12 @@ small enough to finish on 2 CPU cores; scale them with `physai train --set key=v
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from physai.config import PolicyConfig, policy_config
 from physai.errors import ConfigError
 from physai.recipes import RECIPES
+from physai.sim.family import family_for_env, record_config_from
 from physai.trainer import TrainConfig
 
 
@@ -21,18 +21,11 @@ class DataConfig:
     datasets: tuple[tuple[str, int, float], ...] = ()
     root: str = "data"  # where recorded datasets are cached (one folder per env and size)
     seed: int = 0  # first episode seed of the recordings (evaluation uses other seeds)
-    car_seconds: float = 30.0  # episode length of car recordings
-    humanoid_seconds: float = 20.0  # episode length of humanoid recordings
     action_noise: float = 0.03  # DART: executed expert actions get this much noise (fraction of half-range)
-    # chance a random humanoid command is "stand still" in recordings and DAgger roll-outs (the env
-    # and evaluation use 0.1). Learned G1 policies fell almost only in the walk-to-stand transition
-    # (8 of 8 falls in a 20-episode evaluation), which 0.1 makes rare in a few dozen episodes.
-    humanoid_stand_prob: float = 0.3
-    # humanoid frames in the transition_seconds after a command change are drawn this many times as
-    # often (1 = uniform): the remaining falls came 1-2 s after walk-to-stand switches, where the
-    # policy's joint-target error was 2-3x its error while walking
-    humanoid_transition_weight: float = 3.0
-    transition_seconds: float = 1.5
+    # per body family: how its recordings and DAgger roll-outs are made (episode length, frames
+    # weighted after command changes, family options such as the humanoid's stand probability);
+    # families missing here use their own defaults, e.g. --set data.record.humanoid.stand_prob=0.2
+    record: dict = field(default_factory=dict)
     # DAgger: training is split into dagger_rounds + 1 equal phases; after each phase but the last
     # the policy drives dagger_episodes episodes per env while the expert labels every state, and
     # those frames join the training data (each embodiment keeps its sampling weight)
@@ -40,18 +33,22 @@ class DataConfig:
     dagger_episodes: int = 8
     dagger_seed: int = 100_000  # first episode seed of DAgger roll-outs (disjoint from recordings and eval)
 
+    def record_for(self, env_id: str):
+        """The RecordConfig of the family that provides `env_id`."""
+        fam = family_for_env(env_id)
+        return self.record.get(fam.name) or record_config_from(fam, None)
+
     def __post_init__(self):
         if not self.datasets:
             raise ConfigError("a recipe needs at least one dataset (env, episodes, weight)")
         for d in self.datasets:
             if len(d) != 3 or d[1] < 1 or d[2] <= 0:
                 raise ConfigError(f"dataset entry {d}: expected (env id, episodes >= 1, weight > 0)")
-        if not 0.0 <= self.humanoid_stand_prob <= 1.0:
-            raise ConfigError(f"data.humanoid_stand_prob must be in [0, 1], got {self.humanoid_stand_prob}")
-        if not (math.isfinite(self.humanoid_transition_weight) and self.humanoid_transition_weight >= 1.0
-                and math.isfinite(self.transition_seconds) and self.transition_seconds > 0):
-            raise ConfigError(f"data.humanoid_transition_weight must be >= 1 and data.transition_seconds > 0, "
-                              f"got {self.humanoid_transition_weight}, {self.transition_seconds}")
+        record = dict(self.record)
+        for env_id, _, _ in self.datasets:
+            fam = family_for_env(env_id)
+            record[fam.name] = record_config_from(fam, record.get(fam.name))
+        object.__setattr__(self, "record", record)
         if self.dagger_rounds < 0 or self.dagger_episodes < 1:
             raise ConfigError(f"data.dagger_rounds must be >= 0 and data.dagger_episodes >= 1, "
                               f"got {self.dagger_rounds}, {self.dagger_episodes}")
