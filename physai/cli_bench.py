@@ -84,9 +84,29 @@ def cmd_policies(args) -> int:
     return 0
 
 
+def cmd_rollout(args) -> int:
+    from physai.bench.rollout import bench_rollout
+
+    res = bench_rollout(args.env, args.episodes, parallel=args.parallel, threads=args.threads)
+    print_table(res["rows"], f"physai bench rollout (env steps/s, camera images on, {res['episodes']} episodes, "
+                f"same seeds)", ["env", "driver", "mode", "slots", "steps", "wall_s", "steps_per_s", "speedup"])
+    _write(args.json, res)
+    return 0
+
+
+def cmd_guard(args) -> int:
+    from physai.bench.safety import bench_guard
+
+    res = bench_guard(episodes=args.episodes, seed=args.seed, seconds=args.seconds, env_id=args.env)
+    print_table(res["rows"], f"physai bench guard ({args.env}, {args.episodes} episodes of {args.seconds:g} s, "
+                f"seeds {args.seed}+)")
+    _write(args.json, res)
+    return 0
+
+
 def add_parsers(sub) -> None:
     """Add `bench` with its subcommands to the top-level `physai` subparsers."""
-    bench = sub.add_parser("bench", help="benchmarks: data, policies, latency, train").add_subparsers(dest="bench", required=True)
+    bench = sub.add_parser("bench", help="benchmarks: data, policies, latency, train, rollout, guard").add_subparsers(dest="bench", required=True)
     p = bench.add_parser("data", help="physai loader vs LeRobotDataset + DataLoader (samples/s)")
     p.add_argument("--json", metavar="OUT", help="write the report as JSON here")
     p.add_argument("--batch-size", type=int, default=64)
@@ -123,3 +143,19 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", default="runs/bench_policies")
     p.add_argument("--json", default="runs/bench/policies.json")
     p.set_defaults(fn=cmd_policies)
+
+    p = bench.add_parser("rollout", help="env steps/s of the roll-out runner: serial vs parallel, expert and policy")
+    p.add_argument("--env", nargs="+", default=["physai/car-highway", "physai/g1-walk"])
+    p.add_argument("--episodes", type=int, default=4)
+    p.add_argument("--parallel", type=int, nargs="+", default=[2, 4], help="slot counts to time (worker processes)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads of the batched policy")
+    p.add_argument("--json", default="runs/bench/rollout.json")
+    p.set_defaults(fn=cmd_rollout)
+
+    p = bench.add_parser("guard", help="collisions of full-throttle and random policies with and without the guard")
+    p.add_argument("--env", default="physai/car-highway")
+    p.add_argument("--episodes", type=int, default=5)
+    p.add_argument("--seed", type=int, default=2000)
+    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--json", default="runs/bench/guard.json")
+    p.set_defaults(fn=cmd_guard)

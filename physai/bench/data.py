@@ -22,9 +22,9 @@ import numpy as np
 
 from physai.data import format as F
 
-DEFAULT_RECORDINGS = (  # (name, env id, episodes, max steps, env kwargs)
-    ("car", "physai/car-highway", 8, 40, {}),
-    ("g1", "physai/g1-walk", 4, 100, {"render_images": True}),
+DEFAULT_RECORDINGS = (  # (name, env id, episodes, max steps, env kwargs, required: fail rather than skip)
+    ("car", "physai/car-highway", 8, 40, {}, True),
+    ("g1", "physai/g1-walk", 4, 100, {"render_images": True}, False),  # needs GL
 )
 
 
@@ -42,7 +42,7 @@ def ensure_bench_datasets(cache_dir: str | Path | None = None, log: Callable[[st
 
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     out = []
-    for name, env_id, episodes, steps, kw in DEFAULT_RECORDINGS:
+    for name, env_id, episodes, steps, kw, required in DEFAULT_RECORDINGS:
         root = cache / name
         have = json.loads((root / F.META_FILE).read_text())["total_episodes"] if (root / F.META_FILE).is_file() else 0
         try:
@@ -51,7 +51,7 @@ def ensure_bench_datasets(cache_dir: str | Path | None = None, log: Callable[[st
                 collect(env_id, episodes - have, root, seed=0, max_steps=steps, env_kwargs=kw)
             out.append(root)
         except Exception as e:  # an env that cannot run here (e.g. no GL for G1) is skipped, not fatal
-            if name == "car":
+            if required:
                 raise
             log(f"skipping {name}: {type(e).__name__}: {e}")
     return out
