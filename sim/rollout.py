@@ -260,6 +260,7 @@ class EnvSlot:
             m = dict(self.metrics.result())
             m.update(self.fam.trace_metrics(self.trace, self.dt))
             m["safety_interventions"] = float(sum(counts.values()))
+            m.update({f"guard_{k}": float(v) for k, v in counts.items()})  # per rule, averaged by summaries
             seconds = sc.seconds if sc.seconds is not None else self.t * self.dt
             res["metrics"] = m
             res["instructions"] = self.fam.score_instructions(sc.commands, self.trace, seconds)
@@ -275,6 +276,7 @@ class EnvSlot:
 
 # ---- worker processes -------------------------------------------------------------------------
 def _worker(conn) -> None:
+    import importlib
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -284,7 +286,8 @@ def _worker(conn) -> None:
             cmd, arg = conn.recv()
             try:
                 if cmd == "start":
-                    ep, in_slot = arg
+                    ep, in_slot, module = arg
+                    importlib.import_module(module)  # registers the episode's body family here
                     slot.driver_in_slot = in_slot
                     out = slot.start(ep)
                 elif cmd == "step":
@@ -359,8 +362,8 @@ def run_episodes(driver: Driver, episodes: Sequence[Episode], slots: int = 1, wo
                  expert: Any = None) -> list[dict]:
     """Play `episodes` with `driver` in `slots` envs at once; results in the episodes' order.
 
-    `workers=True` puts each slot's env in its own process (spawn: a family must be importable
-    there; built-in families are). `on_done(result)` is called as each episode ends (in the order
+    `workers=True` puts each slot's env in its own process when every episode's family is
+    `spawnable` (built-in families are; others play in this process). `on_done(result)` is called as each episode ends (in the order
     they end); `progress` is a callable `advance()` per finished episode; `expert` replaces the
     families' experts (in-process slots only)."""
     if workers and expert is not None:
@@ -369,6 +372,7 @@ def run_episodes(driver: Driver, episodes: Sequence[Episode], slots: int = 1, wo
     if not eps:
         return []
     n = max(1, min(int(slots), len(eps), driver.max_slots or len(eps)))
+    workers = workers and all(family_for_env(ep.scenario.env).spawnable for ep in eps)
     ctx = mp.get_context("spawn") if workers else None
     pool = [_ProcSlot(ctx) if workers else _LocalSlot(expert) for _ in range(n)]
     todo = deque(eps)
@@ -380,7 +384,7 @@ def run_episodes(driver: Driver, episodes: Sequence[Episode], slots: int = 1, wo
         while todo:
             ep = todo.popleft()
             running[k] = ep
-            pool[k].send("start", (ep, driver.in_slot))
+            pool[k].send("start", (ep, driver.in_slot, type(family_for_env(ep.scenario.env)).__module__))
             driver.reset(k)
             return
         running.pop(k, None)

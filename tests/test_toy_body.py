@@ -199,12 +199,12 @@ def test_record_cotrain_with_car_and_evaluate_a_new_body(tmp_path):
     assert res["steps"] == 12 and set(res["datasets"]) == {str(tmp_path / "data" / "car-highway-seed0-2s-noise0.03"),
                                                           str(tmp_path / "data" / "rover-v0-seed0-2s-noise0.03")}
     # closed-loop evaluation beside the family's expert, with its guard and metrics
-    scenarios = [Scenario(env=ENV_ID, seed=700 + i, seconds=1.5) for i in range(2)]
+    scenarios = [Scenario(env=ENV_ID, seed=700 + i, seconds=6.0) for i in range(2)]
     scenarios.append(Scenario(env="physai/car-highway", seed=1000, seconds=1.0))
     ev = evaluate_checkpoint(res["final"], scenarios, slots=2, workers=False, progress=False)
     rows = {(r["agent"], r["env"]): r for r in ev["summary"]}
     assert set(rows) == {(a, e) for a in ("physai", "expert") for e in (ENV_ID, "physai/car-highway")}
-    assert rows[("expert", ENV_ID)]["final_distance_m"] < 0.2 and rows[("expert", ENV_ID)]["length_s"] == 1.5
+    assert rows[("expert", ENV_ID)]["final_distance_m"] < 0.2 and rows[("expert", ENV_ID)]["length_s"] == 6.0
     rover_eps = [e for e in ev["episodes"]["physai"] if e["env"] == ENV_ID]
     assert [e["seed"] for e in rover_eps] == [700, 701] and all("bounds" in e["safety"] for e in rover_eps)
     assert all(math.isfinite(e["metrics"]["final_distance_m"]) for e in rover_eps)

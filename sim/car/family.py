@@ -24,6 +24,7 @@ class CarRecordConfig(RecordConfig):
 class CarFamily(BodyFamily):
     name = "car"
     env_ids = ENV_IDS
+    spawnable = True
     record_config = CarRecordConfig
     metric_columns = ("progress_m", "collision", "offroad_s", "lane_error_m", "mean_abs_jerk",
                       "speed_limit_compliance", "stall_s", "length_s", "driving_score", "safety_interventions")

@@ -63,6 +63,7 @@ class _WalkMetrics:
 class HumanoidFamily(BodyFamily):
     name = "humanoid"
     env_ids = ENV_IDS
+    spawnable = True
     record_config = HumanoidRecordConfig
     metric_columns = ("fell", "survival_s", "tracking_error", "energy_J", "action_smoothness", "length_s",
                       "safety_interventions")
