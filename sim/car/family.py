@@ -78,13 +78,15 @@ class CarFamily(BodyFamily):
         return EpisodeMetrics(dt=getattr(env.unwrapped, "dt", 0.2))
 
     def trace_step(self, info: Mapping[str, Any]) -> dict[str, Any]:
-        from physai.sim.car.score import ttc_from_sensors
+        from physai.sim.car.score import lead_from_sensors, ttc_from_sensors
 
         cmd = info.get("command") or {}
+        sensors = info.get("sensors")
+        gap, lead_speed = lead_from_sensors(sensors)
         return {"t": float(info["time_s"]), "lane": int(info["lane_id"]), "lane_error": float(info["lane_error"]),
                 "speed": float(info["speed"]), "collision": bool(info["collision"]), "offroad": bool(info["offroad"]),
-                "cmd_lane": cmd.get("lane"), "cmd_speed": cmd.get("speed"),
-                "ttc": ttc_from_sensors(info.get("sensors"))}
+                "cmd_lane": cmd.get("lane"), "cmd_speed": cmd.get("speed"), "ttc": ttc_from_sensors(sensors),
+                "lead_gap": gap, "lead_speed": lead_speed}
 
     def trace_metrics(self, trace, dt):
         from physai.sim.car.score import trace_metrics
