@@ -15,9 +15,20 @@ lane that does not exist stays pending (the expert keeps its lane). The image is
 highway-env's viewer, centred on the ego. `info` holds `collision`, `offroad`, `speed` (m/s),
 `progress_m` (distance along the road since reset), `lane_error` (|lateral offset| m), `lane_id`,
 `speed_limit`, `blocked` (a vehicle within 25 m ahead, or a ~0 speed command), `time_s`, the
-applied `action` and the `command`. `reset(options={"config": {...}})` applies highway-env config
-overrides for that episode only (unknown keys and the keys that define the contract are a
-`ConfigError`); `options={"command": {...}}` or `set_command` set the command. The same seed gives
+applied `action`, the `command` and `sensors`, the documented input of the safety guard
+(`physai.embodiments.safety.CarGuard`), like a radar track list: {"ego_speed": m/s, "ego_lane": lane
+id, "lane_width": m, "ego_length": m, "objects": float32 [N, 5] = (dx, dy, dvx, dvy, length) for
+every vehicle/object whose centre is within `SENSOR_RANGE_M` of the ego's (N may be 0)}. dx/dy are
+the object's centre relative to the ego's centre in the ego lane's frame (dx along the lane, dy
+lateral, positive right like `lateral_offset`; on a circular lane dx is the arc length and dy the
+radial offset), dvx/dvy its velocity minus the ego's, each resolved along the lane direction at
+its own position. `sensors` is in the `info` of `reset` and of every `step`; it is what a car
+would measure, so a guard fed by it runs unchanged outside the simulator.
+`reset(options={"config": {...}})` applies highway-env config overrides for that episode only
+(unknown keys and the keys that define the contract are a `ConfigError`); `options={"command":
+{...}}` or `set_command` set the command. `episode_seconds` truncates every episode at that time
+without touching the highway-env config, so it works for scenarios whose upstream env has no
+`duration` option (None: the config's `duration`, if any). The same seed gives
 identical observations, rewards and infos for the same actions.
 """
 
@@ -30,6 +41,7 @@ from typing import Any, Mapping
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from highway_env.road.lane import CircularLane
 from highway_env.vehicle.graphics import VehicleGraphics
 
 from physai.embodiments import get_spec
@@ -40,6 +52,7 @@ from physai.sim.car.scenarios import base_config, get_scenario
 LANE_CHOICES = ("keep", "left", "right")
 _LOCKED_KEYS = ("action", "observation", "policy_frequency", "offscreen_rendering")  # define the contract
 _BLOCK_RADIUS_M = 25.0  # a vehicle this close ahead counts as "blocking" (stall metric)
+SENSOR_RANGE_M = 100.0  # objects whose centre is this close to the ego's appear in info["sensors"]
 
 
 class CarEnv(gym.Env):
@@ -56,6 +69,7 @@ class CarEnv(gym.Env):
         view_m: float | None = None,  # metres across the image; default per scenario
         lane_command_autoclear: bool = True,
         render_size: int = 256,  # side of `render()` frames (videos), not of observations
+        episode_seconds: float | None = None,  # truncate at this time; None: the config's `duration`
     ):
         super().__init__()
         self.scenario = get_scenario(scenario)
@@ -71,6 +85,12 @@ class CarEnv(gym.Env):
         if render_mode not in (None, "rgb_array"):
             raise ConfigError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.render_mode = render_mode
+        if episode_seconds is not None:
+            ok = isinstance(episode_seconds, (int, float, np.integer, np.floating)) and not isinstance(episode_seconds, bool)
+            if not (ok and math.isfinite(float(episode_seconds)) and float(episode_seconds) > 0):
+                raise ConfigError(f"episode_seconds must be a finite number of seconds > 0 (or None), got {episode_seconds!r}")
+            episode_seconds = float(episode_seconds)
+        self.episode_seconds = episode_seconds
         self.lane_command_autoclear = bool(lane_command_autoclear)
         self.dt = 1.0 / self.car_spec.control_hz
 
@@ -205,7 +225,10 @@ class CarEnv(gym.Env):
         ego = self.sim.vehicle
         if ego.crashed:
             ego.color = VehicleGraphics.RED
-        truncated = bool(truncated) or self.sim.time >= self.sim.config.get("duration", math.inf) - 1e-9
+        if self.episode_seconds is not None:  # upstream truncation is time-only (`duration`): replaced
+            truncated = self.sim.time >= self.episode_seconds - 1e-9
+        else:
+            truncated = bool(truncated) or self.sim.time >= self.sim.config.get("duration", math.inf) - 1e-9
         _, lateral = ego.lane.local_coordinates(ego.position)
         self._maybe_clear_lane_command(lateral)
         obs, lateral = self._observe()
@@ -278,4 +301,49 @@ class CarEnv(gym.Env):
             "time_s": float(self.sim.time),
             "action": self._prev_action.copy(),
             "command": {"lane": self.command["lane"], "speed": float(self.command["speed"])},
+            "sensors": self.sensors(),
         }
+
+    def sensors(self) -> dict[str, Any]:
+        """The guard's radar-like input now (see the module docstring); also `info["sensors"]`."""
+        ego = self.sim.vehicle
+        lane = ego.lane
+        s_e, d_e = self._lane_coords(lane, ego.position, None)
+        v_e = self._lane_velocity(lane, ego, s_e)
+        rows = []
+        for v in self.sim.road.vehicles + self.sim.road.objects:
+            if v is ego:
+                continue
+            delta = v.position - ego.position
+            if float(delta @ delta) >= SENSOR_RANGE_M**2:
+                continue
+            s_o, d_o = self._lane_coords(lane, v.position, s_e)
+            dv = self._lane_velocity(lane, v, s_o) - v_e
+            rows.append((s_o - s_e, d_o - d_e, dv[0], dv[1], float(getattr(v, "LENGTH", 0.0))))
+        return {
+            "ego_speed": float(ego.speed),
+            "ego_lane": int(ego.lane_index[2]),
+            "lane_width": float(lane.width_at(s_e)),
+            "ego_length": float(ego.LENGTH),
+            "objects": np.asarray(rows, dtype=np.float32).reshape(-1, 5),  # [N, 5]
+        }
+
+    @staticmethod
+    def _lane_coords(lane, position: np.ndarray, s_ref: float | None) -> tuple[float, float]:
+        """(longitudinal, lateral) of `position` on `lane`; on a circular lane the angle is taken
+        within ±π of `s_ref` (the ego's), so objects ahead around the circle have dx > 0."""
+        if isinstance(lane, CircularLane) and s_ref is not None:
+            delta = position - lane.center
+            phi_ref = lane.start_phase + lane.direction * s_ref / lane.radius
+            dphi = math.remainder(math.atan2(delta[1], delta[0]) - phi_ref, 2 * math.pi)
+            return s_ref + lane.direction * dphi * lane.radius, lane.direction * (lane.radius - float(np.linalg.norm(delta)))
+        long, lat = lane.local_coordinates(position)
+        return float(long), float(lat)
+
+    @staticmethod
+    def _lane_velocity(lane, obj, s: float) -> np.ndarray:
+        """[2] (along, lateral) velocity of `obj` in the lane's frame at longitudinal `s`."""
+        h = lane.heading_at(s)
+        c, sn = math.cos(h), math.sin(h)
+        vel = np.asarray(obj.velocity, dtype=np.float64)
+        return np.array([c * vel[0] + sn * vel[1], -sn * vel[0] + c * vel[1]])

@@ -8,7 +8,12 @@ joint position targets in rad (actuator order), clipped to the joint ranges; a n
 mis-shaped action raises `ObservationError`. Each 50 Hz step runs 10 physics steps of 2 ms with a
 PD loop `kp·(target − q) − kd·q̇` (gains of the robot's walking policy). The gait phase and last
 action are env state (as in holosoma's deployment loop), so an expert can be queried from any state.
-Episodes end on a fall (root below `fall_height` × standing height or tilted more than
+`info` (of `reset` and every `step`) also holds `sensors`, the documented input of the safety guard
+(`physai.embodiments.safety.HumanoidGuard`), what the robot's IMU and joint encoders measure:
+{"gravity": float32 [3] projected gravity in the base frame (≈ (0, 0, −1) upright), "base_height":
+m above the floor, "stand_height": m (the robot's standing base height), "joint_pos": float32 [A]
+rad and "joint_vel": float32 [A] rad/s in actuator order}; a guard fed by it runs unchanged on a
+real robot. Episodes end on a fall (root below `fall_height` × standing height or tilted more than
 `max_tilt_deg`) or after `episode_seconds`. Reward: exp(−tracking_error) per step survived.
 Without a schedule, commands are random (see `commands.random_schedule`); `stand_prob` (default
 0.1, what evaluation uses) is the chance a command is "stand still". Recordings may raise it: the
@@ -171,6 +176,19 @@ class HumanoidWalkEnv(gym.Env):
             "tracking_error": err,  # |v_xy cmd − v_xy| (m/s) + |yaw cmd − yaw rate| (rad/s)
             "energy": energy,  # J: Σ |τ·q̇|·dt over the step's physics steps
             "time_s": self.time_s,
+            "sensors": self.sensors(),
+        }
+
+    def sensors(self) -> dict[str, Any]:
+        """The guard's IMU/encoder input now (see the module docstring); also `info["sensors"]`."""
+        st, d = self.setup, self.data
+        R, _ = self._root_frame()
+        return {
+            "gravity": (-R[2, :]).astype(np.float32),  # [3] R^T · (0, 0, -1)
+            "base_height": float(d.qpos[2]),
+            "stand_height": float(st.stand_height),
+            "joint_pos": d.qpos[st.qpos_adr].astype(np.float32),  # [A] rad
+            "joint_vel": d.qvel[st.qvel_adr].astype(np.float32),  # [A] rad/s
         }
 
     # ---- gymnasium API -------------------------------------------------------------------------
