@@ -32,7 +32,7 @@ def table(rows: Sequence[dict[str, Any]], title: str, columns: Sequence[str] | N
     cols = list(columns) if columns else list(dict.fromkeys(k for r in rows for k in r))
     t = Table(title=title, header_style="bold")
     for c in cols:
-        t.add_column(c, justify="left" if c in ("agent", "env", "name", "item", "embodiment", "policy") else "right")
+        t.add_column(c, justify="left" if c in ("agent", "env", "name", "item", "embodiment", "policy", "family", "kind", "driver", "mode") else "right")
     for r in rows:
         t.add_row(*(fmt(r.get(c, float("nan"))) for c in cols))
     return t
@@ -111,4 +111,5 @@ def instruction_table(rows: Sequence[dict[str, Any]], title: str) -> Table | Non
     """The per-instruction success table (rows from `physai.sim.instructions.instruction_rows`)."""
     if not rows:
         return None
-    return table(rows, title)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    return table(rows, title, ["family", "kind", "attempts", *[k for k in keys if k.endswith("_success")]])
