@@ -80,6 +80,11 @@ def cmd_info(args) -> int:
     r.add_row("heads", ", ".join(HEADS.names()))
     r.add_row("tokenizers", ", ".join(TOKENIZERS.names()))
     r.add_row("recipes", ", ".join(RECIPES.names()) or "(none)")
+    from physai.sim.family import families
+    from physai.sim.suite import list_suites
+
+    r.add_row("body families", "; ".join(f"{f.name} ({', '.join(f.env_ids)})" for f in families()))
+    r.add_row("scenario suites", ", ".join(list_suites()))
     console.print(r)
     return 0
 
