@@ -95,6 +95,10 @@ class BodyFamily:
         user's `options` (a scenario's), rendering camera images or not."""
         raise NotImplementedError
 
+    def episode_seconds(self, env: Any) -> float | None:
+        """The env's episode length (instructions cut off by a crash still count), None if unknown."""
+        return None
+
     def check_options(self, env_id: str, options: Mapping[str, Any]) -> None:
         """Raise `ConfigError` naming an option the env does not take (before any episode runs)."""
 

@@ -261,7 +261,8 @@ class EnvSlot:
             m.update(self.fam.trace_metrics(self.trace, self.dt))
             m["safety_interventions"] = float(sum(counts.values()))
             m.update({f"guard_{k}": float(v) for k, v in counts.items()})  # per rule, averaged by summaries
-            seconds = sc.seconds if sc.seconds is not None else self.t * self.dt
+            seconds = sc.seconds if sc.seconds is not None else self.fam.episode_seconds(self.env)
+            seconds = seconds if seconds is not None else self.t * self.dt
             res["metrics"] = m
             res["instructions"] = self.fam.score_instructions(sc.commands, self.trace, seconds)
         if ep.record:

@@ -48,6 +48,13 @@ class CarFamily(BodyFamily):
             kw["episode_seconds"] = float(seconds)
         return kw  # the car's camera is a cheap top-down render: always on
 
+    def episode_seconds(self, env):
+        car = env.unwrapped
+        if car.episode_seconds is not None:
+            return float(car.episode_seconds)
+        d = car.sim.config.get("duration")
+        return float(d) if d is not None else None
+
     def check_options(self, env_id, options):
         from physai.sim.car.env import _LOCKED_KEYS as LOCKED_KEYS
         from physai.sim.car.scenarios import get_scenario

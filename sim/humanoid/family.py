@@ -90,6 +90,9 @@ class HumanoidFamily(BodyFamily):
             kw["episode_seconds"] = float(seconds)
         return kw
 
+    def episode_seconds(self, env):
+        return env.unwrapped.max_steps * env.unwrapped.control_dt
+
     def check_options(self, env_id, options):
         from physai.sim.humanoid.env import HumanoidWalkEnv
 
