@@ -34,6 +34,8 @@ class ActionQueue:
     def push(self, chunk: torch.Tensor) -> None:
         """Add a predicted chunk [..., H, A] (its time axis is dim -2)."""
         if self.temporal_ensemble is not None:
+            if self._q and self._q[0][0].shape[:-2] != chunk.shape[:-2]:
+                self._q.clear()  # another batch: its old chunks cannot be averaged with this one
             self._q.append([chunk, 0])
             while self._q and self._q[0][1] >= chunk.shape[-2]:
                 self._q.popleft()

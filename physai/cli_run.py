@@ -17,7 +17,7 @@ def cmd_train(args) -> int:
 
     recipe = apply_overrides(get_recipe(args.recipe)(), args.set or [])
     out = Path(args.out or f"runs/{recipe.name}")
-    res = train_recipe(recipe, out, resume=not args.no_resume)
+    res = train_recipe(recipe, out, resume=not args.no_resume, log=console.print)
     if res["history"]:
         plot_curves(res["history"], out / "training_curve.png", title=f"physai train --recipe {recipe.name}")
     last = res["history"][-1] if res["history"] else {}
@@ -72,7 +72,7 @@ def cmd_eval(args) -> int:
 def cmd_demo(args) -> int:
     from physai.recipes.demo import run_demo
 
-    summary = run_demo(out=Path(args.out), quick=args.quick, log=lambda m: console.rule(f"[bold]{m}"))
+    summary = run_demo(out=Path(args.out), quick=args.quick, log=lambda m: console.print(f"[bold]{m}[/]"))
     print_eval(summary["eval"], "physai demo")
     out = Path(args.out)
     print_table([{"item": "wall time (s)", "value": f"{summary['wall_s']:.0f}"},

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 
@@ -187,10 +187,14 @@ def dagger_round(recipe, out: Path, r: int, policy, base: dict[Path, float],
     return {j.out: j.parent for j in jobs}
 
 
-def train_recipe(recipe, out: str | Path, resume: bool = True, progress: bool = True) -> dict[str, Any]:
+def train_recipe(recipe, out: str | Path, resume: bool = True, progress: bool = True,
+                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Record (cached), train with the recipe's DAgger rounds, resume from `out`; `log` gets a line
+    per DAgger round (the CLI prints them)."""
     from physai.data import format as F
-    from physai.report import console
     from physai.trainer import Trainer
+
+    log = log or (lambda m: None)
 
     out = Path(out)
     base = dataset_paths(recipe, progress)
@@ -233,7 +237,7 @@ def train_recipe(recipe, out: str | Path, resume: bool = True, progress: bool = 
         dagger_s += time.perf_counter() - t
         trainer.source = _make_loader(recipe, base, rounds, frames_cache)
         frames = {str(p): int(F.read_info(p).get("total_frames", 0)) for p in rounds[-1]}
-        console.print(f"DAgger round {r}: +{sum(frames.values())} labelled frames "
+        log(f"DAgger round {r}: +{sum(frames.values())} labelled frames "
                       f"({time.perf_counter() - t:.0f} s); now {trainer.source.num_frames()}")
     result = trainer.fit(show_progress=progress)
     result["seconds"] = time.perf_counter() - t0  # training + DAgger roll-outs

@@ -214,8 +214,9 @@ class Policy(nn.Module):
         latency on 2 CPU cores, outputs equal to eager within 1e-6. Weights are baked into the
         graphs, so they are dropped whenever the policy trains or loads weights. Heads whose
         sampling leaves torch (the `tokens` head decodes in numpy) always run eagerly."""
-        self._jit = bool(enabled)
-        self._graphs.clear()
+        if self._jit != bool(enabled):  # graphs already traced stay valid while the setting holds
+            self._jit = bool(enabled)
+            self._graphs.clear()
         return self
 
     def train(self, mode: bool = True) -> "Policy":

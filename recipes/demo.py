@@ -41,7 +41,7 @@ def run_demo(out: Path = Path("runs/demo"), quick: bool = False, episodes: int |
         overrides.append(f"data.root={out / 'data'}")
     recipe = apply_overrides(get_recipe("cotrain")(), overrides)
     log("1-2/4 record expert data (cached), co-train car + G1 with a DAgger round")
-    res = train_recipe(recipe, out / "train", resume=True)
+    res = train_recipe(recipe, out / "train", resume=True, log=log)
     curve = plot_curves(res["history"], out / "training_curve.png", title="physai demo: co-training car + G1")
     log("3/4 closed-loop evaluation on unseen seeds (physai vs expert)")
     n = episodes or (1 if quick else 4)

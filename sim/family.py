@@ -87,13 +87,13 @@ class BodyFamily:
 
     def embodiment_of(self, env_id: str) -> str:
         """The embodiment (spec name) that env drives."""
-        raise NotImplementedError
+        raise ConfigError(f"body family '{self.name}' does not say which embodiment '{env_id}' drives")
 
     def env_kwargs(self, env_id: str, seconds: float | None = None, options: Mapping[str, Any] | None = None,
                    images: bool = True) -> dict[str, Any]:
         """`gym.make` keyword arguments for an episode of `seconds` (None = env default) with the
         user's `options` (a scenario's), rendering camera images or not."""
-        raise NotImplementedError
+        raise ConfigError(f"body family '{self.name}' cannot build env kwargs (implement env_kwargs)")
 
     def episode_seconds(self, env: Any) -> float | None:
         """The env's episode length (instructions cut off by a crash still count), None if unknown."""
@@ -104,14 +104,14 @@ class BodyFamily:
 
     # ---- the pieces around the model -------------------------------------------------------------
     def make_expert(self, embodiment: str) -> Expert:
-        raise NotImplementedError
+        raise ConfigError(f"body family '{self.name}' has no expert (implement make_expert)")
 
     def make_guard(self, spec: Any) -> Any:
-        """The safety guard for a spec of this family (`physai.embodiments.safety`)."""
-        raise NotImplementedError
+        """The safety guard for a spec of this family (`physai.embodiments.safety`); None = no guard."""
+        return None
 
     def make_metrics(self, env: Any) -> EpisodeMetrics:
-        raise NotImplementedError
+        raise ConfigError(f"body family '{self.name}' has no episode metrics (implement make_metrics)")
 
     def trace_step(self, info: Mapping[str, Any]) -> dict[str, Any]:
         """What one step contributes to instruction scoring (small, JSON-able)."""

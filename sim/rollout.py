@@ -6,7 +6,7 @@ back: the expert's label at every visited state, the frames for a dataset, a vid
 `EnvSlot`s, in this process (`workers=0`) or one per worker process (`workers=N`, spawn); every
 control step the runner gathers the observations of all slots that wait for an action, asks the
 driver for all of them in one batch, and steps the slots (worker processes step in parallel).
-Each episode is reset with its own seed in its own env, and the safety guard (`family.make_guard`)
+Each episode is reset with its own seed (envs are cached per slot and reset), and the safety guard (`family.make_guard`)
 sits between the driver and the env inside the slot, reading the env's documented
 `info["sensors"]`, so the same seeds give the same episodes however many slots run them.
 Results come back in episode order.
@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 from collections import deque
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -161,8 +160,8 @@ class EnvSlot:
             self._envs[key] = gym.make(sc.env, **kw)
         return self._envs[key]
 
-    def start(self, ep: Episode) -> dict | None:
-        """Reset for `ep`; returns the first observation (None when the expert drives: call `step`)."""
+    def start(self, ep: Episode) -> dict:
+        """Reset for `ep`; returns the first observation (when the expert drives, call `step(None)`)."""
         from physai.embodiments import get_spec
 
         sc = ep.scenario
@@ -278,30 +277,37 @@ class EnvSlot:
 # ---- worker processes -------------------------------------------------------------------------
 def _worker(conn) -> None:
     import importlib
-    import os
+    import traceback
 
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # a worker steps one env; the driver's batched inference has the cores
+    except ImportError:
+        pass
     slot = EnvSlot()
     try:
         while True:
             cmd, arg = conn.recv()
+            if cmd == "close":
+                break
             try:
                 if cmd == "start":
                     ep, in_slot, module = arg
                     importlib.import_module(module)  # registers the episode's body family here
                     slot.driver_in_slot = in_slot
                     out = slot.start(ep)
-                elif cmd == "step":
-                    out = slot.step(arg)
                 else:
-                    break
+                    out = slot.step(arg)
                 conn.send(("ok", out))
-            except BaseException as e:  # report, keep serving (the runner decides)
-                import traceback
-
-                conn.send(("error", (type(e).__name__, str(e), traceback.format_exc())))
-    except (EOFError, KeyboardInterrupt):
-        pass
+            except Exception as e:  # sent back with its type; the runner re-raises it
+                tb = traceback.format_exc()
+                try:
+                    conn.send(("error", (e, tb)))
+                except Exception:  # an exception that does not pickle
+                    conn.send(("error", (RuntimeError(f"{type(e).__name__}: {e}"), tb)))
+    except (EOFError, KeyboardInterrupt, BrokenPipeError):
+        pass  # the runner went away or was interrupted: stop
     finally:
         slot.close()
 
@@ -314,18 +320,25 @@ class _ProcSlot:
         self.proc = ctx.Process(target=_worker, args=(child,), daemon=True)
         self.proc.start()
         child.close()
+        self.episode = ""
 
     def send(self, cmd: str, arg: Any) -> None:
+        if cmd == "start":
+            self.episode = f"{arg[0].scenario.env} seed {arg[0].scenario.seed}"
         self.conn.send((cmd, arg))
 
     def recv(self) -> Any:
-        status, out = self.conn.recv()
-        if status == "error":
-            name, msg, tb = out
+        try:
+            status, out = self.conn.recv()
+        except EOFError:
             from physai.errors import PhysaiError
 
-            raise (PhysaiError if name.endswith("Error") and "physai" in tb else RuntimeError)(
-                f"roll-out worker: {name}: {msg}\n{tb}")
+            raise PhysaiError(f"roll-out worker for {self.episode} died (exit code {self.proc.exitcode})") from None
+        if status == "error":
+            err, tb = out
+            if hasattr(err, "add_note"):
+                err.add_note(f"in the roll-out worker for {self.episode}:\n{tb}")
+            raise err
         return out
 
     def close(self) -> None:
@@ -333,9 +346,13 @@ class _ProcSlot:
             self.conn.send(("close", None))
         except (BrokenPipeError, OSError):
             pass
-        self.proc.join(timeout=5)
+
+    def join(self) -> None:
+        self.proc.join(timeout=2)
         if self.proc.is_alive():
             self.proc.terminate()
+            self.proc.join()
+        self.conn.close()
 
 
 class _LocalSlot:
@@ -357,6 +374,9 @@ class _LocalSlot:
     def close(self):
         self.slot.close()
 
+    def join(self):
+        pass
+
 
 def run_episodes(driver: Driver, episodes: Sequence[Episode], slots: int = 1, workers: bool = False,
                  on_done: Callable[[dict], None] | None = None, progress: Any = None,
@@ -374,8 +394,10 @@ def run_episodes(driver: Driver, episodes: Sequence[Episode], slots: int = 1, wo
         return []
     n = max(1, min(int(slots), len(eps), driver.max_slots or len(eps)))
     workers = workers and all(family_for_env(ep.scenario.env).spawnable for ep in eps)
+    if expert is not None and n > 1:
+        raise ConfigError("run_episodes: a custom expert object serves one env at a time (slots=1)")
     ctx = mp.get_context("spawn") if workers else None
-    pool = [_ProcSlot(ctx) if workers else _LocalSlot(expert) for _ in range(n)]
+    pool: list[Any] = []
     todo = deque(eps)
     results: dict[int, dict] = {}
     waiting: dict[int, dict | None] = {}  # slot -> obs awaiting an action (None: the expert drives)
@@ -391,6 +413,8 @@ def run_episodes(driver: Driver, episodes: Sequence[Episode], slots: int = 1, wo
         running.pop(k, None)
 
     try:
+        for _ in range(n):
+            pool.append(_ProcSlot(ctx) if workers else _LocalSlot(expert))
         for k in range(n):
             start(k)
         for k in list(running):
@@ -416,7 +440,15 @@ def run_episodes(driver: Driver, episodes: Sequence[Episode], slots: int = 1, wo
                 start(k)
                 if k in running:
                     waiting[k] = pool[k].recv()
-    finally:
+    finally:  # every worker is told to stop, then joined; one failing cannot skip the others
         for p in pool:
-            p.close()
+            try:
+                p.close()
+            except Exception:
+                pass
+        for p in pool:
+            try:
+                p.join()
+            except BaseException:
+                pass
     return [results[i] for i in range(len(eps))]

@@ -127,7 +127,10 @@ def _check_command(spec: Any, c: Any, where: str) -> dict[str, Any]:
             spec.encode_command({**spec.default_command(), k: v})
         except ObservationError as e:
             raise ConfigError(f"{where}.{k}: {spec.name} {e.field} expects {e.expected}, got {e.got}") from None
-    return values
+    # canonical values: a discrete field given as a choice index becomes its choice name ("lane": 1 ->
+    # "left"), so scoring and the env read the same instruction
+    decoded = spec.decode_command(spec.encode_command({**spec.default_command(), **values}))
+    return {k: decoded[k] if fields[k].kind == "discrete" else v for k, v in values.items()}
 
 
 def _parse_one(item: Any, where: str) -> Scenario:

@@ -96,3 +96,19 @@ def test_no_body_name_branch_outside_the_families():
                 if _BRANCH.search(line.split("#")[0]):
                     hits.append(f"{rel}:{n}: {line.strip()}")
     assert not hits, "body-name branches outside the body families:\n" + "\n".join(hits)
+
+
+def test_worker_errors_keep_their_type_and_name_the_episode():
+    from physai.errors import ConfigError
+
+    bad = Episode(Scenario(env="physai/car-highway", seed=9), env_kwargs={"episode_seconds": -1.0})
+    with pytest.raises(ConfigError, match="episode_seconds") as e:
+        run_episodes(ExpertDriver(), [bad], slots=1, workers=True)
+    assert "physai/car-highway seed 9" in "".join(getattr(e.value, "__notes__", []))
+
+
+def test_integer_lane_commands_are_scored_as_their_choice():
+    from physai.sim.suite import parse_scenarios
+
+    (sc,) = parse_scenarios([{"env": "physai/car-highway", "seed": 1, "commands": [{"at": 0, "lane": 1}]}])
+    assert sc.commands == ((0.0, {"lane": "left"}),)

@@ -100,8 +100,8 @@ def collect(env_id: str, episodes: int, out: str | Path, seed: int = 0, dagger: 
     finally:
         env.close()
     spec = get_spec(emb)
-    if expert is None and not workers:
-        expert = make_expert(emb)
+    if expert is None and not workers and slots == 1:
+        expert = make_expert(emb)  # (several slots: each makes its own family expert)
     policy = _load_policy(dagger, emb) if dagger is not None else None
     session = {"env": env_id, "seed": int(seed), "action_noise": float(action_noise),
                "dagger": None if dagger is None else str(dagger),
