@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 # wide tables when piped to a file/CI log (rich would otherwise fold every column to 80 chars)
-console = Console(width=None if sys.stdout.isatty() else 160)
+console = Console(width=None if sys.stdout.isatty() else 240)
 
 
 def fmt(v: Any) -> str:
