@@ -16,12 +16,12 @@ from typing import Callable
 from physai.report import plot_curves, write_json
 
 DEMO_OVERRIDES = [
-    "train.steps=600", "train.batch_size=64", "train.ckpt_every=300", "train.warmup_steps=30",
-    'data.datasets=[["physai/car-highway",16,0.5],["physai/g1-walk",8,0.5]]',
-    "data.dagger_rounds=1", "data.dagger_episodes=4",
+    "train.steps=3000", "train.batch_size=128", "train.ckpt_every=750", "train.warmup_steps=100",
+    'data.datasets=[["physai/car-highway",8,0.15],["physai/g1-walk",24,0.85]]',
+    "data.dagger_rounds=4", "data.dagger_episodes=10",
 ]
 QUICK_OVERRIDES = [
-    "train.steps=20", "train.batch_size=16", "train.ckpt_every=10", "data.dagger_episodes=1",
+    "train.steps=20", "train.batch_size=16", "train.ckpt_every=10", "data.dagger_rounds=1", "data.dagger_episodes=1",
     'data.datasets=[["physai/car-highway",2,0.5],["physai/g1-walk",1,0.5]]',
     "data.record.car.seconds=8", "data.record.humanoid.seconds=3",
 ]
@@ -40,13 +40,15 @@ def run_demo(out: Path = Path("runs/demo"), quick: bool = False, episodes: int |
     if quick:
         overrides.append(f"data.root={out / 'data'}")
     recipe = apply_overrides(get_recipe("cotrain")(), overrides)
-    log("1-2/4 record expert data (cached), co-train car + G1 with a DAgger round")
+    log("1-2/4 record expert data (cached), co-train car + G1 with DAgger rounds")
     res = train_recipe(recipe, out / "train", resume=True, log=log)
     curve = plot_curves(res["history"], out / "training_curve.png", title="physai demo: co-training car + G1")
     log("3/4 closed-loop evaluation on unseen seeds (physai vs expert)")
-    n = episodes or (1 if quick else 4)
+    n = {"physai/car-highway": 4, "physai/g1-walk": 8} if not quick else {"physai/car-highway": 1, "physai/g1-walk": 1}
+    if episodes:
+        n = {k: episodes for k in n}
     secs = {"physai/car-highway": 8.0 if quick else 30.0, "physai/g1-walk": 3.0 if quick else 20.0}
-    scenarios = [s for env_id in recipe.eval_env for s in seeded_scenarios(env_id, n, recipe.eval_seed, secs[env_id])]
+    scenarios = [s for env_id in recipe.eval_env for s in seeded_scenarios(env_id, n[env_id], recipe.eval_seed, secs[env_id])]
     ev = evaluate_checkpoint(res["final"], scenarios, video=out / "videos")
     write_json(out / "eval.json", ev)
     log("4/4 summary")
