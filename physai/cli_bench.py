@@ -87,7 +87,8 @@ def cmd_policies(args) -> int:
 def cmd_rollout(args) -> int:
     from physai.bench.rollout import bench_rollout
 
-    res = bench_rollout(args.env, args.episodes, parallel=args.parallel, threads=args.threads)
+    res = bench_rollout(args.env, args.episodes, parallel=args.parallel, threads=args.threads,
+                        checkpoint=args.checkpoint)
     print_table(res["rows"], f"physai bench rollout (env steps/s, camera images on, {res['episodes']} episodes, "
                 f"same seeds)", ["env", "driver", "mode", "slots", "steps", "wall_s", "steps_per_s", "speedup"])
     _write(args.json, res)
@@ -146,8 +147,9 @@ def add_parsers(sub) -> None:
 
     p = bench.add_parser("rollout", help="env steps/s of the roll-out runner: serial vs parallel, expert and policy")
     p.add_argument("--env", nargs="+", default=["physai/car-highway", "physai/g1-walk"])
-    p.add_argument("--episodes", type=int, default=4)
-    p.add_argument("--parallel", type=int, nargs="+", default=[2, 4], help="slot counts to time (worker processes)")
+    p.add_argument("--episodes", type=int, default=8)
+    p.add_argument("--parallel", type=int, nargs="+", default=[2, 4], help="slot counts to time")
+    p.add_argument("--checkpoint", help="the policy that drives (default: an untrained nano policy)")
     p.add_argument("--threads", type=int, default=2, help="torch threads of the batched policy")
     p.add_argument("--json", default="runs/bench/rollout.json")
     p.set_defaults(fn=cmd_rollout)
