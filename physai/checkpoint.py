@@ -21,7 +21,7 @@ from safetensors.torch import load_model, save_model
 import physai
 from physai.config import FORMAT_VERSION, PolicyConfig
 from physai.embodiments import EMBODIMENTS, EmbodimentSpec, get_spec
-from physai.errors import CheckpointError
+from physai.errors import CheckpointError, ConfigError
 from physai.normalization import Normalizer
 
 CONFIG, WEIGHTS, NORM = "config.json", "model.safetensors", "normalization.safetensors"
@@ -77,10 +77,15 @@ def read_config(directory: str | Path) -> dict:
         meta = json.loads((d / CONFIG).read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"checkpoint '{d}': {CONFIG} is not valid JSON ({e})") from e
-    if meta.get("format") != "physai-policy":
+    if not isinstance(meta, dict) or meta.get("format") != "physai-policy":
         raise CheckpointError(f"checkpoint '{d}': not a physai policy")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint '{d}': format_version {meta.get('format_version')} unsupported (expected {FORMAT_VERSION})")
+    v = meta.get("format_version")
+    if type(v) is not int or v != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint '{d}': format_version {v!r} unsupported (expected the integer {FORMAT_VERSION})")
+    for key in ("config", "specs"):
+        if not isinstance(meta.get(key), dict):
+            raise CheckpointError(f"checkpoint '{d}': {CONFIG} needs an object '{key}', got "
+                                  f"{type(meta.get(key)).__name__ if key in meta else 'nothing'}")
     return meta
 
 
@@ -90,10 +95,18 @@ def load_policy(directory: str | Path, device: str | torch.device = "cpu", backe
 
     d = Path(directory)
     meta = read_config(d)
-    config = PolicyConfig.from_dict(meta["config"])
+    try:
+        config = PolicyConfig.from_dict(meta["config"])
+    except ConfigError as e:
+        raise CheckpointError(f"checkpoint '{d}': config.{e}") from None
     specs: dict[str, EmbodimentSpec] = {}
     for name, sd in meta["specs"].items():
-        stored = EmbodimentSpec.from_dict(sd)
+        try:
+            stored = EmbodimentSpec.from_dict(sd)
+        except ConfigError as e:
+            raise CheckpointError(f"checkpoint '{d}': specs.{name}: {e}") from None
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            raise CheckpointError(f"checkpoint '{d}': specs.{name} is malformed ({type(e).__name__}: {e})") from None
         if strict_spec and name in EMBODIMENTS:
             get_spec(name).check_compatible(stored)  # raises SpecMismatchError
         specs[name] = stored

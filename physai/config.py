@@ -113,15 +113,34 @@ class PolicyConfig:
         if unknown:
             raise ConfigError(f"unknown PolicyConfig keys {sorted(unknown)}; valid: {sorted(known)}")
         d = {**OLD_DEFAULTS["policy"], **d}
-        d["trunk"] = TrunkConfig(**d.get("trunk", {}))
-        d["stem"] = StemConfig(**{**OLD_DEFAULTS["stem"], **d.get("stem", {})})
-        d["head"] = HeadConfig(**{**OLD_DEFAULTS["head"], **d.get("head", {})})
-        for k in ("embodiments", "fsq_levels", "residual_actions"):
-            if k in d:
-                d[k] = tuple(d[k])
-        if "head_types" in d:
-            d["head_types"] = tuple(tuple(x) for x in d["head_types"])
-        return cls(**d)
+        for name, sub_cls in (("trunk", TrunkConfig), ("stem", StemConfig), ("head", HeadConfig)):
+            d[name] = _nested(name, sub_cls, d.get(name, {}), OLD_DEFAULTS.get(name, {}))
+        try:
+            for k in ("embodiments", "fsq_levels", "residual_actions"):
+                if k in d:
+                    d[k] = tuple(d[k])
+            if "head_types" in d:
+                d["head_types"] = tuple(tuple(x) for x in d["head_types"])
+            return cls(**d)
+        except (TypeError, ValueError) as e:  # a value of the wrong type (a number where a list belongs, ...)
+            raise ConfigError(f"PolicyConfig: malformed value ({e})") from None
+
+
+def _nested(name: str, cls: type, value: Any, old: Mapping[str, Any]) -> Any:
+    """A nested config from its saved dict: unknown keys and malformed values are a `ConfigError`
+    naming `<name>.<key>`, never a TypeError from the constructor."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name}: expected an object of {cls.__name__} fields, got {type(value).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(value) - known
+    if unknown:
+        raise ConfigError(f"unknown {name} keys {sorted(f'{name}.{k}' for k in unknown)}; valid: {sorted(known)}")
+    try:
+        return cls(**{**old, **value})
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, ZeroDivisionError, ArithmeticError) as e:
+        raise ConfigError(f"{name}: malformed value ({type(e).__name__}: {e})") from None
 
 
 def policy_config(preset: str = "nano", **overrides) -> PolicyConfig:

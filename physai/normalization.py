@@ -97,11 +97,18 @@ class Normalizer:
             raise CheckpointError(f"cannot read normalization stats '{path}': {e}") from e
         if meta.get("format") != "physai-norm-1":
             raise CheckpointError(f"'{path}' is not a physai normalization file")
-        norm = cls(modes=json.loads(meta["modes"]))
+        try:
+            modes = json.loads(meta["modes"])
+            norm = cls(modes=modes)
+        except (KeyError, json.JSONDecodeError, TypeError, ConfigError) as e:
+            raise CheckpointError(f"'{path}': normalization metadata 'modes' is malformed ({type(e).__name__}: {e})") from None
         for name, arr in arrays.items():
             if name == "__empty__":
                 continue
-            e, k, s = name.split("/")
+            parts = name.split("/")
+            if len(parts) != 3:
+                raise CheckpointError(f"'{path}': tensor '{name}' is not named <embodiment>/<key>/<stat>")
+            e, k, s = parts
             norm.stats.setdefault(e, {}).setdefault(k, {})[s] = arr
         return norm
 

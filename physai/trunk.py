@@ -8,6 +8,8 @@ Named size presets (`nano` ~1 M params ... `large` ~300 M) live in a registry.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +32,12 @@ class TrunkConfig:
     grad_checkpoint: bool = False  # trade compute for memory on big presets
 
     def __post_init__(self):
+        for k in ("width", "depth", "heads"):
+            v = getattr(self, k)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"trunk.{k} must be an integer >= 1, got {v!r}")
+        if not (isinstance(self.mlp_ratio, (int, float)) and math.isfinite(self.mlp_ratio) and self.mlp_ratio > 0):
+            raise ConfigError(f"trunk.mlp_ratio must be a finite number > 0, got {self.mlp_ratio!r}")
         if self.width % self.heads:
             raise ConfigError(f"trunk width {self.width} must be divisible by heads {self.heads}")
         if self.depth < 1 or self.width < 8:

@@ -122,3 +122,39 @@ def test_no_pickle_in_sources():
         for line in text.splitlines():
             if tl in line:
                 assert "weights_only=True" in line, f"{p}: {line}"
+
+
+def _tamper(src, dst, edit):
+    shutil.copytree(src, dst)
+    meta = json.loads((dst / "config.json").read_text())
+    edit(meta)
+    (dst / "config.json").write_text(json.dumps(meta))
+    return dst
+
+
+@pytest.mark.parametrize("edit,field", [
+    (lambda m: m["config"]["stem"].update(bogus=1), "stem.bogus"),  # was TypeError
+    (lambda m: m["config"]["trunk"].update(heads=0), "trunk.heads"),  # was ZeroDivisionError
+    (lambda m: m["config"]["trunk"].update(mlp_ratio=float("nan")), "trunk.mlp_ratio"),  # was ValueError
+    (lambda m: m["config"].update(trunk=5), "trunk"),
+    (lambda m: m.pop("specs"), "specs"),  # was KeyError
+    (lambda m: m.pop("config"), "config"),
+    (lambda m: m.update(format_version="1"), "format_version '1'"),  # was "1 unsupported (expected 1)"
+])
+def test_tampered_configs_are_checkpoint_errors_naming_the_field(tmp_path, edit, field):
+    src = tmp_path / "ok"
+    Policy.build(tiny_config(embodiments=("car",))).save_pretrained(src)
+    bad = _tamper(src, tmp_path / "bad", edit)
+    with pytest.raises(CheckpointError, match=field.replace(".", r"\.")):
+        Policy.from_pretrained(bad)
+
+
+def test_malformed_normalization_metadata_is_a_checkpoint_error(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    src = tmp_path / "ok"
+    Policy.build(tiny_config(embodiments=("car",))).save_pretrained(src)
+    norm = src / "normalization.safetensors"
+    save_file(load_file(str(norm)), str(norm), metadata={"format": "physai-norm-1", "modes": "{not json"})
+    with pytest.raises(CheckpointError, match="modes"):  # was JSONDecodeError
+        Policy.from_pretrained(src)
