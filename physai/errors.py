@@ -49,3 +49,7 @@ class BackendUnavailableError(PhysaiError, RuntimeError):
 
 class CheckpointError(PhysaiError, RuntimeError):
     """A checkpoint directory is missing files, corrupt, or of an unknown format version."""
+
+
+class TrainingError(PhysaiError, RuntimeError):
+    """Training cannot go on (a non-finite loss, gradient or weight); the last checkpoint is kept."""

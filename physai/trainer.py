@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from physai.errors import ConfigError
+from physai.errors import ConfigError, TrainingError
 from physai.train_state import load_optimizer, load_train_state, prune, save_train_state, set_rng_state
 
 
@@ -48,6 +48,17 @@ class TrainConfig:
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
             raise ConfigError("train steps and batch_size must be >= 1")
+        for k, lo in (("log_every", 1), ("ckpt_every", 1), ("keep_last", 1), ("warmup_steps", 0), ("seed", 0)):
+            v = getattr(self, k)
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise ConfigError(f"train.{k} must be an integer >= {lo}, got {v!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"train.lr must be a finite number > 0, got {self.lr!r}")
+        for k in ("weight_decay", "grad_clip"):
+            if not (math.isfinite(getattr(self, k)) and getattr(self, k) >= 0):
+                raise ConfigError(f"train.{k} must be a finite number >= 0, got {getattr(self, k)!r}")
+        if not (math.isfinite(self.min_lr_ratio) and 0.0 <= self.min_lr_ratio <= 1.0):
+            raise ConfigError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ConfigError("precision must be auto|bf16|fp32")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
@@ -227,9 +238,20 @@ class Trainer:
             (loss * len(b["action"]) / total).backward()
             loss_sum += float(loss.detach()) * len(b["action"]) / total
             metrics.update({k: v for k, v in m.items() if k != "loss"})
+        # a non-finite loss or gradient stops training at the step it happens, before the optimizer
+        # writes it into the weights: the last checkpoint on disk stays the last good one
+        norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf))
+        if not (math.isfinite(loss_sum) and math.isfinite(norm)):
+            self.opt.zero_grad(set_to_none=True)
+            raise TrainingError(f"step {self.step + 1}: non-finite {'loss' if not math.isfinite(loss_sum) else 'gradient'} "
+                                f"(loss {loss_sum}, grad norm {norm}); training stopped, the last checkpoint in "
+                                f"{self.out} is kept. Lower train.lr (now {self.cfg.lr:g}) or check the data.")
         if self.cfg.grad_clip > 0:
-            metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip))
+            metrics["grad_norm"] = norm
         self.opt.step()
+        if not all(bool(torch.isfinite(p).all()) for p in self.params):
+            raise TrainingError(f"step {self.step + 1}: the optimizer step made weights non-finite; training "
+                                f"stopped, the last checkpoint in {self.out} is kept. Lower train.lr (now {self.cfg.lr:g}).")
         self.sched.step()
         if self.ema is not None:
             self.ema.update(self.policy)

@@ -138,3 +138,30 @@ def test_resume_refuses_a_checkpoint_of_another_policy_and_leaves_it_intact(tmp_
     same = Policy.build(tiny_config(embodiments=("car",)))  # the same architecture resumes
     tr = Trainer(same, SyntheticSource([same.specs["car"]], batch_size=4, seed=1), cfg, tmp_path)
     assert tr.resume() and tr.step == 2
+
+
+def test_divergence_stops_at_the_step_with_a_typed_error_and_keeps_the_checkpoint(tmp_path):
+    from physai.errors import TrainingError
+
+    torch.manual_seed(0)
+    pol = Policy.build(tiny_config(embodiments=("car",)))
+    src = SyntheticSource([pol.specs["car"]], batch_size=4, seed=1)
+    tr = Trainer(pol, src, TrainConfig(steps=6, lr=1e-3, warmup_steps=1, ckpt_every=2, log_every=1), tmp_path)
+    tr.fit(show_progress=False, until=2)  # a good checkpoint at step 2
+    good = {k: v.clone() for k, v in pol.state_dict().items()}
+    real = tr.forward
+    tr.forward = lambda b: (lambda out: (out[0] * float("nan"), out[1]))(real(b))  # the loss turns NaN
+    with pytest.raises(TrainingError, match="step 3: non-finite loss"):
+        tr.fit(show_progress=False)
+    assert all(torch.equal(good[k], v) for k, v in pol.state_dict().items())  # nothing stepped
+    ckpt = Trainer.latest_in(tmp_path)
+    assert ckpt is not None and Trainer.step_of(ckpt) == 2
+    assert all(torch.isfinite(v).all() for v in Policy.from_pretrained(ckpt / "policy").state_dict().values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("bad", ["min_lr_ratio=-10", "log_every=0", "ckpt_every=0", "lr=-1", "lr=nan", "seed=-1",
+                                 "weight_decay=inf"])
+def test_training_settings_are_range_checked(bad):
+    key = bad.split("=")[0]
+    with pytest.raises(ConfigError, match=f"train.{key}"):
+        apply_overrides(TrainConfig(), [bad])
