@@ -7,7 +7,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from physai.report import closed_loop_tables, console, instruction_table, plot_curves, print_table, write_json
+from physai.report import check_writable, closed_loop_tables, console, instruction_table, plot_curves, print_table, write_json
 
 
 def cmd_train(args) -> int:
@@ -50,6 +50,8 @@ def cmd_eval(args) -> int:
     from physai.sim.evaluate import seeded_scenarios
     from physai.sim.suite import load_scenarios, load_suite
 
+    if args.json:
+        check_writable(args.json)  # before the first episode, not after the last
     given = [x for x in (args.scenarios, args.env, args.suite) if x]
     if len(given) != 1:
         raise ConfigError("physai eval needs exactly one of --env NAME (with --episodes/--seed), --scenarios FILE, "

@@ -57,6 +57,23 @@ def strict(data: Any) -> Any:
     return str(data)
 
 
+def check_writable(path: str | Path) -> Path:
+    """Fail now, with a ConfigError naming the path, if a file cannot be written there later."""
+    from physai.errors import ConfigError
+
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        probe = p.with_name(f".{p.name}.{os.getpid()}.probe")
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write '{p}': {e.strerror or e}") from None
+    if p.is_dir():
+        raise ConfigError(f"cannot write '{p}': it is a directory")
+    return p
+
+
 def write_json(path: str | Path, data: Any) -> Path:
     """Write `data` as strict JSON (no NaN/Infinity tokens: they become null), atomically."""
     p = Path(path)

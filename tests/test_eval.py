@@ -85,3 +85,16 @@ def test_eval_json_is_strict_and_records_the_episode(tmp_path):
     p = write_json(tmp_path / "r.json", {"a": float("nan"), "b": [float("inf"), np.float32(2.5)], "c": np.arange(2)})
     assert json.loads(p.read_text()) == {"a": None, "b": [None, 2.5], "c": [0, 1]}
     assert "NaN" not in p.read_text() and "Infinity" not in p.read_text()
+
+
+def test_eval_refuses_an_unwritable_json_path_before_running(tmp_path, capsys):
+    from physai.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")  # a file where the JSON's folder would have to be
+    rc = main(["eval", "--checkpoint", str(tmp_path / "nope"), "--env", "physai/car-highway", "--episodes", "1",
+               "--json", str(blocker / "out.json")])
+    assert rc == 2  # a ConfigError before the checkpoint (which does not exist) is even opened
+    out = capsys.readouterr().out
+    assert "cannot write" in out and "missing" not in out
+    assert not (blocker / "out.json").exists()
