@@ -249,7 +249,7 @@ class Trainer:
         if self.cfg.grad_clip > 0:
             metrics["grad_norm"] = norm
         self.opt.step()
-        if not all(bool(torch.isfinite(p).all()) for p in self.params):
+        if not bool(torch.stack([torch.isfinite(p).all() for p in self.params]).all()):  # one sync, not one per tensor
             raise TrainingError(f"step {self.step + 1}: the optimizer step made weights non-finite; training "
                                 f"stopped, the last checkpoint in {self.out} is kept. Lower train.lr (now {self.cfg.lr:g}).")
         self.sched.step()

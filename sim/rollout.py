@@ -226,14 +226,13 @@ class EnvSlot:
             from physai.sim.video import render_frame
 
             self.video.append(render_frame(self.env, ep.video_size))
-        if ep.record:
-            self.frames.append(self._frame(label))
+        frame = self._frame(label) if ep.record else None  # the observation this step acted on
         obs, reward, term, trunc, info = self.env.step(act)
         if self.metrics is not None:
             self.metrics.update(obs, act, info, reward)
             self.trace.append(self.fam.trace_step(info))
-        if ep.record:
-            self.frames[-1] = (*self.frames[-1][:4], float(reward), self.frames[-1][5])
+        if frame is not None:
+            self.frames.append((*frame, float(reward), self.fam.task_string(self.spec, self.obs["command"])))
         self.obs, self.sensors, self.t = obs, info.get("sensors"), self.t + 1
         if term or trunc or (ep.max_steps is not None and self.t >= ep.max_steps):
             return None, self._finish()
@@ -241,13 +240,12 @@ class EnvSlot:
         return self.obs, None
 
     def _frame(self, label) -> tuple:
-        from physai.data import format as F
+        """(images, proprio, encoded command, label) of the current observation, copied now: an env may
+        reuse its observation buffers."""
         from physai.data.collect import camera_images
 
-        cmd = self.obs["command"]
         return ({k: v.copy() for k, v in camera_images(self.obs, self.spec).items()},
-                np.array(self.obs["proprio"], np.float32), self.spec.encode_command(cmd), label, 0.0,
-                F.task_string(self.spec, cmd))
+                np.array(self.obs["proprio"], np.float32), self.spec.encode_command(self.obs["command"]), label)
 
     def _finish(self) -> dict:
         ep, sc = self.ep, self.ep.scenario

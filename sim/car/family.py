@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from physai.errors import ConfigError
 from physai.sim.car import ENV_IDS
+from physai.sim.car.score import driving_score, lead_from_sensors, trace_metrics, ttc_from_sensors
 from physai.sim.family import BodyFamily, RecordConfig, register_family
 
 
@@ -85,8 +86,6 @@ class CarFamily(BodyFamily):
         return EpisodeMetrics(dt=getattr(env.unwrapped, "dt", 0.2))
 
     def trace_step(self, info: Mapping[str, Any]) -> dict[str, Any]:
-        from physai.sim.car.score import lead_from_sensors, ttc_from_sensors
-
         cmd = info.get("command") or {}
         sensors = info.get("sensors")
         gap, lead_speed = lead_from_sensors(sensors)
@@ -96,8 +95,6 @@ class CarFamily(BodyFamily):
                 "lead_gap": gap, "lead_speed": lead_speed}
 
     def trace_metrics(self, trace, dt):
-        from physai.sim.car.score import trace_metrics
-
         return trace_metrics(trace, dt)
 
     def score_instructions(self, commands, trace, seconds):
@@ -106,8 +103,6 @@ class CarFamily(BodyFamily):
         return score_instructions(commands, trace, seconds)
 
     def episode_summary(self, metrics, reference):
-        from physai.sim.car.score import driving_score
-
         return driving_score(metrics, reference)
 
     def task_string(self, spec, command) -> str:
