@@ -394,7 +394,9 @@ class SafePolicy:
     `select_action(obs, sensors)` calls `policy.select_action(obs, embodiment)` (one unbatched
     observation), converts the action to numpy and returns `guard.filter(action, sensors)`;
     `reset(sensors)` resets both. `sensors` is the guard's documented input (the env's
-    `info["sensors"]`, or the robot's own measurements).
+    `info["sensors"]`, or the robot's own measurements). `counts` holds the guard's interventions
+    per rule plus `policy_nonfinite`: actions the policy itself produced as NaN/inf this episode
+    (replaced by the range midpoint before the guard saw them; see `Policy.nonfinite_actions`).
     """
 
     def __init__(self, policy: Any, guard: Any, embodiment: str):
@@ -404,10 +406,15 @@ class SafePolicy:
                 raise ConfigError(f"SafePolicy: the policy has no embodiment '{embodiment}'; it has {sorted(specs)}")
             specs[embodiment].check_compatible(guard.spec)
         self.policy, self.guard, self.embodiment = policy, guard, embodiment
+        self._nonfinite_at_reset = self._policy_nonfinite()
+
+    def _policy_nonfinite(self) -> int:
+        return int(dict(getattr(self.policy, "nonfinite_actions", {})).get(self.embodiment, 0))
 
     def reset(self, sensors: Mapping | None = None) -> None:
         self.policy.reset()
         self.guard.reset(sensors)
+        self._nonfinite_at_reset = self._policy_nonfinite()
 
     def select_action(self, obs: Mapping[str, Any], sensors: Mapping | None) -> np.ndarray:
         a = self.policy.select_action(obs, self.embodiment)
@@ -417,8 +424,8 @@ class SafePolicy:
 
     @property
     def counts(self) -> dict[str, int]:
-        return self.guard.counts
+        return {**self.guard.counts, "policy_nonfinite": self._policy_nonfinite() - self._nonfinite_at_reset}
 
     @property
     def interventions(self) -> int:
-        return self.guard.interventions
+        return self.guard.interventions + self.counts["policy_nonfinite"]

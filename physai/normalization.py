@@ -112,6 +112,18 @@ class Normalizer:
             norm.stats.setdefault(e, {}).setdefault(k, {})[s] = arr
         return norm
 
+    def missing(self, specs, residual: tuple[str, ...] = ()) -> list[tuple[str, str, str]]:
+        """(embodiment, key, mode) of every key a mode other than identity normalizes but has no
+        stats for: such a policy would silently run on unnormalized values."""
+        out = []
+        for e, s in specs.items():
+            keys = {"proprio": s.proprio_dim, "action": s.action_dim, "action_delta": s.action_dim if e in residual else 0}
+            for key, dim in keys.items():
+                mode = self.modes.get(key, "identity")
+                if dim and mode != "identity" and not self.has(e, key):
+                    out.append((e, key, mode))
+        return out
+
     def check_dims(self, embodiment: str, dims: dict[str, int]) -> None:
         """Raise SpecMismatchError if stored stats have other widths than the spec says."""
         for key, d in dims.items():

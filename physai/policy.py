@@ -28,7 +28,7 @@ from physai.heads import HEADS
 from physai.normalization import Normalizer
 from physai.stems import EmbodimentStem
 from physai.trunk import Trunk
-from physai.validate import bound_actions, check_actions, prepare_observation
+from physai.validate import Substitutions, bound_actions, check_actions, prepare_observation
 
 
 class Policy(nn.Module):
@@ -44,6 +44,7 @@ class Policy(nn.Module):
         self.normalizer = normalizer or Normalizer(modes={"proprio": config.proprio_norm, "action": config.action_norm,
                                                           "action_delta": config.action_norm})
         self._queues: dict[str, ActionQueue] = {}
+        self._subs: dict[str, Substitutions] = {}  # NaN/inf actions replaced, per embodiment
         self._history: dict[str, deque] = {}
         self._jit, self._graphs = False, {}
 
@@ -255,14 +256,30 @@ class Policy(nn.Module):
             finally:
                 if was_training:
                     self.train(True)
-        return bound_actions(self._from_output(norm.float(), o, embodiment), self.specs[embodiment])
+        # NaN/inf kept: the caller substitutes and counts them where the actions are emitted
+        return bound_actions(self._from_output(norm.float(), o, embodiment), self.specs[embodiment], substitute=False)
+
+    def _substitutions(self, embodiment: str) -> Substitutions:
+        if embodiment not in self._subs:
+            self._subs[embodiment] = Substitutions(f"Policy[{embodiment}]")
+        return self._subs[embodiment]
+
+    @property
+    def nonfinite_actions(self) -> dict[str, int]:
+        """Emitted actions whose NaN/inf entries were replaced by the range midpoint, per embodiment
+        (since the policy was built; see `validate.Substitutions`)."""
+        return {e: s.total for e, s in self._subs.items()}
 
     @torch.no_grad()
-    def predict_action_chunk(self, obs: Mapping[str, Any], embodiment: str) -> torch.Tensor:
-        """-> [B, H, A] (or [H, A] for an unbatched observation), physical units, within bounds."""
+    def predict_action_chunk(self, obs: Mapping[str, Any], embodiment: str, substitute: bool = True) -> torch.Tensor:
+        """-> [B, H, A] (or [H, A] for an unbatched observation), physical units, within bounds.
+        NaN/inf actions become the range midpoint, counted in `nonfinite_actions`; `substitute=False`
+        leaves them in for a caller that queues the chunk and substitutes when it executes."""
         spec = self._spec(embodiment)
         o, batched = prepare_observation(obs, spec, self.device, self.config.stem.n_obs_steps)
         chunk = self._predict(o, embodiment)
+        if substitute:
+            chunk = self._substitutions(embodiment)(chunk, spec)
         return chunk if batched else chunk[0]
 
     @torch.no_grad()
@@ -274,8 +291,10 @@ class Policy(nn.Module):
         return codes if batched else codes[0]
 
     def reset(self) -> None:
-        """Forget queued actions (call at every episode start)."""
+        """Forget queued actions (call at every episode start); re-arms the non-finite warning."""
         self._queues.clear()
+        for sub in self._subs.values():
+            sub.reset()
 
     @torch.no_grad()
     def select_action(self, obs: Mapping[str, Any], embodiment: str) -> torch.Tensor:
@@ -288,8 +307,7 @@ class Policy(nn.Module):
             q = self._queues[embodiment] = ActionQueue(self.config.n_action_steps, self.config.temporal_ensemble)
         if q.needs_chunk(o["proprio"].shape[0]):
             q.push(self._predict(o, embodiment))  # [B, H, A]
-        out = q.pop()
-        out = bound_actions(out, spec)
+        out = self._substitutions(embodiment)(q.pop(), spec)
         return out if batched else out[0]
 
     # ---- checkpoints -----------------------------------------------------------------------

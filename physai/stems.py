@@ -22,7 +22,9 @@ from physai.errors import ConfigError
 
 @dataclass(frozen=True)
 class StemConfig:
-    image_model: str = "patch"  # "patch" = timm PatchEmbed; otherwise any timm model name
+    # "patch" = timm PatchEmbed; otherwise a timm architecture name (`timm.list_models()`). Hub names
+    # ("hf-hub:...") are refused: building a policy, or loading a checkpoint, never reaches the network
+    image_model: str = "patch"
     # PatchEmbed patch size (pixels): 32 = 2x2 patches of a 64x64 camera, the image grid ACT's
     # ResNet-18 gives such an image (with the state token, 5 trunk tokens for one camera)
     patch_size: int = 32
@@ -36,6 +38,12 @@ class StemConfig:
     def __post_init__(self):
         if self.patch_size < 1 or self.n_obs_steps < 1:
             raise ConfigError("stem patch_size and n_obs_steps must be >= 1")
+        if not isinstance(self.image_model, str) or (self.image_model != "patch" and not timm.is_model(self.image_model)):
+            raise ConfigError(f"stem.image_model must be 'patch' or a timm architecture name (timm.list_models()), got "
+                              f"{self.image_model!r}" + ("; hub models are never fetched: pass the architecture name "
+                                                        "and a local stem.image_weights file" if
+                                                        str(self.image_model).startswith(("hf-hub:", "hf_hub:"))
+                                                        else ""))
 
 
 class ImageEncoder(nn.Module):

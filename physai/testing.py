@@ -70,6 +70,19 @@ class SyntheticSource:
         return {s.name: make_batch(s, B=int(n), H=self.H, seed=int(g.integers(1 << 30)))
                 for s, n in zip(self.specs, counts) if n > 0}
 
+    def fit_normalizer(self, policy, batches: int = 4):
+        """Fit `policy`'s proprio/action stats from a few of this source's batches (as a real dataset's
+        stats are fitted before training); the source's own position is unchanged. Returns the source."""
+        i, self.i, got = self.i, 10 ** 6, {}
+        for _ in range(batches):
+            for e, b in self.sample().items():
+                got.setdefault(e, []).append(b)
+        self.i = i
+        for e, bs in got.items():
+            policy.normalizer.fit(e, "proprio", np.concatenate([b["proprio"].reshape(-1, b["proprio"].shape[-1]).numpy() for b in bs]))
+            policy.normalizer.fit(e, "action", np.concatenate([b["action"].reshape(-1, b["action"].shape[-1]).numpy() for b in bs]))
+        return self
+
     def state_dict(self):
         return {"i": self.i, "seed": self.seed}
 

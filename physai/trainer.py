@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,6 +45,10 @@ class TrainConfig:
     log_to: str = ""  # "", "tensorboard" or "wandb" (only if installed)
     train_head_only: str = ""  # embodiment name: freeze trunk, train only its head (fine-tuning)
     train_stem: bool = False  # with train_head_only: also train that embodiment's stem
+    # resuming with other optimisation settings (OPTIM_KEYS) than the checkpoint's: "refuse" (a
+    # ConfigError listing them) or "apply" (the new lr / schedule / ... take effect from the resumed
+    # step on; logged to metrics.jsonl as a `resume_changes` record and warned about)
+    on_resume_change: str = "refuse"
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
@@ -65,6 +70,16 @@ class TrainConfig:
             raise ConfigError("ema_decay must be in (0, 1) or None")
         if self.log_to not in ("", "tensorboard", "wandb"):
             raise ConfigError("log_to must be '', 'tensorboard' or 'wandb'")
+        if self.on_resume_change not in ("refuse", "apply"):
+            raise ConfigError(f"train.on_resume_change must be 'refuse' or 'apply', got {self.on_resume_change!r}")
+
+
+# Settings that shape the optimisation: a resume compares them with the checkpoint's. The others
+# (log_every, ckpt_every, keep_last, log_to, compile, seed: the RNG states are restored) may change
+# freely. FIXED ones cannot be applied mid-run (other trainable parameters, EMA on/off).
+OPTIM_KEYS = ("steps", "batch_size", "lr", "weight_decay", "warmup_steps", "min_lr_ratio", "grad_clip",
+              "ema_decay", "precision", "train_head_only", "train_stem")
+FIXED_KEYS = ("train_head_only", "train_stem")
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -98,6 +113,10 @@ class Trainer:
     def __init__(self, policy, source, cfg: TrainConfig, out_dir: str | Path, val_batches: list | None = None,
                  on_checkpoint: Callable[[int, Any], dict] | None = None):
         self.policy, self.source, self.cfg = policy, source, cfg
+        for e, key, mode in policy.normalizer.missing(policy.specs, policy.config.residual_actions)[:1]:
+            raise ConfigError(f"the policy has no normalization stats for {e}.{key} (mode '{mode}'): fit them from "
+                              f"the training data first (policy.normalizer.fit, as physai.pipeline does), or build "
+                              f"the policy with {'proprio_norm' if key == 'proprio' else 'action_norm'}='identity'")
         self.out = Path(out_dir)
         self.ckpt_root = self.out / "checkpoints"
         self.val_batches = val_batches or []
@@ -115,6 +134,11 @@ class Trainer:
         self.step = 0
         self.best = float("inf")
         self.history: list[dict[str, Any]] = []
+        self.resume_changes: dict[str, tuple[Any, Any]] = {}  # setting -> (checkpoint's, applied), by resume()
+        from physai.checkpoint import clean_stale
+
+        for d in (self.out, self.ckpt_root):  # what a SIGKILL mid-save left
+            clean_stale(d)
         cuda = policy.device.type == "cuda"
         self.amp = (cfg.precision == "bf16") or (cfg.precision == "auto" and cuda)
         self.forward = torch.compile(policy) if cfg.compile else policy
@@ -169,6 +193,7 @@ class Trainer:
 
         state, tensors = load_train_state(d)
         self._check_same_policy(d)
+        changes = self._changed_settings(d, state.get("train"))
         load_model(self.policy, str(d / "policy" / "model.safetensors"))
         if self.ema is not None and (d / "ema").exists():
             load_model(self.ema.model, str(d / "ema" / "model.safetensors"))
@@ -177,7 +202,68 @@ class Trainer:
         self.source.load_state_dict(state["sampler"])
         set_rng_state(state["rng"])
         self.step, self.best = state["step"], state.get("best", float("inf"))
+        self._truncate_metrics()
+        if changes:
+            self._apply_changes(changes)
         return True
+
+    def _changed_settings(self, ckpt: Path, saved: dict[str, Any] | None) -> dict[str, tuple[Any, Any]]:
+        """OPTIM_KEYS whose value differs from the checkpoint's; refused unless on_resume_change='apply'."""
+        if saved is None:  # written before trainer states recorded their settings
+            return {}
+        changed = {k: (saved[k], getattr(self.cfg, k)) for k in OPTIM_KEYS if k in saved and saved[k] != getattr(self.cfg, k)}
+        if (self.cfg.ema_decay is None) != (saved.get("ema_decay") is None):
+            changed["ema_decay"] = (saved.get("ema_decay"), self.cfg.ema_decay)
+        shown = ", ".join(f"train.{k}={old!r} (now {new!r})" for k, (old, new) in changed.items())
+        fixed = [k for k in changed if k in FIXED_KEYS or (k == "ema_decay" and None in changed[k])]
+        if fixed:
+            raise ConfigError(f"cannot resume '{ckpt}' with changed {', '.join(f'train.{k}' for k in fixed)} ({shown}): "
+                              "they change what is trained; resume with the checkpoint's values or start afresh "
+                              "(--no-resume / another --out)")
+        if changed and self.cfg.on_resume_change != "apply":
+            raise ConfigError(f"resuming '{ckpt}' with other optimisation settings than it was trained with: {shown}. "
+                              "Resume with the checkpoint's values, or apply the new ones from this step on with "
+                              "--set train.on_resume_change=apply")
+        return changed
+
+    def _apply_changes(self, changes: dict[str, tuple[Any, Any]]) -> None:
+        """The new settings take effect now: lr/schedule from the resumed step, weight decay, EMA decay."""
+        import warnings
+
+        cfg = self.cfg
+        self.sched.base_lrs = [cfg.lr for _ in self.opt.param_groups]
+        for g in self.opt.param_groups:
+            g["initial_lr"], g["weight_decay"] = cfg.lr, cfg.weight_decay
+            g["lr"] = cfg.lr * lr_factor(self.step, cfg)
+        self.sched._last_lr = [g["lr"] for g in self.opt.param_groups]
+        if self.ema is not None:
+            self.ema.decay = cfg.ema_decay
+        self.resume_changes = changes
+        shown = ", ".join(f"train.{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items())
+        warnings.warn(f"resumed at step {self.step} with new settings applied from here on: {shown} "
+                      f"(lr now {self.opt.param_groups[0]['lr']:.3g})", stacklevel=3)
+        self._log({"step": self.step, "resume_changes": {k: list(v) for k, v in changes.items()},
+                   "lr": self.opt.param_groups[0]["lr"]})
+
+    def _truncate_metrics(self) -> None:
+        """Drop metrics.jsonl lines after the resumed step (they will be logged again) and any line a
+        kill cut short; `history` is rebuilt from what is kept."""
+        path = self.out / "metrics.jsonl"
+        if not path.is_file():
+            return
+        kept, self.history = [], []
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("step"), int) and rec["step"] <= self.step:
+                kept.append(line)
+                if "loss" in rec and "resume_changes" not in rec:
+                    self.history.append(rec)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text("".join(f"{line}\n" for line in kept))
+        os.replace(tmp, path)
 
     def _check_same_policy(self, ckpt: Path) -> None:
         """A checkpoint of another architecture (e.g. written before a recipe's default changed) is
@@ -204,7 +290,8 @@ class Trainer:
 
     def save(self) -> Path:
         d = save_train_state(self.ckpt_root / f"step_{self.step:07d}", self.policy, self.ema.model if self.ema else None,
-                             self.opt, self.sched, self.source.state_dict(), self.step, {"best": self.best})
+                             self.opt, self.sched, self.source.state_dict(), self.step,
+                             {"best": self.best, "train": asdict(self.cfg)})
         prune(self.ckpt_root, self.cfg.keep_last)
         return d
 

@@ -115,13 +115,51 @@ def prepare_observation(obs: Mapping[str, Any], spec: EmbodimentSpec, device: to
     return {"image": img.to(dev), "proprio": p.to(dev), "command": c.to(dev)}, batched
 
 
-def bound_actions(actions: torch.Tensor, spec: EmbodimentSpec) -> torch.Tensor:
+def bound_actions(actions: torch.Tensor, spec: EmbodimentSpec, substitute: bool = True) -> torch.Tensor:
     """Actions [..., A] -> within the spec's bounds; NaN/inf entries become the range midpoint
-    (the torch twin of `EmbodimentSpec.clip_action`, used by every policy before it emits)."""
+    (the torch twin of `EmbodimentSpec.clip_action`, used by every policy before it emits).
+    `substitute=False` keeps NaN/inf entries for a caller that queues actions and substitutes
+    (and counts, with `Substitutions`) when it executes them."""
     lo = torch.as_tensor(spec.low, device=actions.device)
     hi = torch.as_tensor(spec.high, device=actions.device)
-    actions = torch.where(torch.isfinite(actions), actions, (lo + hi) / 2)
-    return torch.minimum(torch.maximum(actions, lo), hi)
+    if substitute:
+        actions = torch.where(torch.isfinite(actions), actions, (lo + hi) / 2)
+    return torch.minimum(torch.maximum(actions, lo), hi)  # (NaN stays NaN)
+
+
+class NonFiniteActionWarning(UserWarning):
+    """A policy produced NaN/inf actions that were replaced by the range midpoint."""
+
+
+class Substitutions:
+    """Bounds actions like `bound_actions` and counts the ones whose NaN/inf entries it replaced.
+
+    A NaN anywhere upstream (weights, normalization stats, an overflowing input such as proprio=1e30)
+    would otherwise reach the actuators as a silent midpoint action: `total` counts every substituted
+    action since construction, `episode` since `reset()`, and the first substitution after each reset
+    raises one `NonFiniteActionWarning` naming `where`."""
+
+    def __init__(self, where: str):
+        self.where, self.total, self.episode = where, 0, 0
+
+    def reset(self) -> None:
+        self.episode = 0
+
+    def __call__(self, actions: torch.Tensor, spec: EmbodimentSpec) -> torch.Tensor:
+        """actions [..., A] -> bounded actions; each row with a NaN/inf entry counts once."""
+        bad = ~torch.isfinite(actions).all(-1)
+        n = int(bad.sum())
+        if n:
+            if self.episode == 0:
+                import warnings
+
+                warnings.warn(NonFiniteActionWarning(
+                    f"{self.where}: {n} of {bad.numel()} predicted actions were NaN/inf and were replaced by the "
+                    "middle of the action range (counted in `nonfinite_actions`; warned once per episode). Check "
+                    "the checkpoint's weights and normalization stats and the observation's magnitudes."), stacklevel=3)
+            self.total += n
+            self.episode += n
+        return bound_actions(actions, spec)
 
 
 def check_actions(name: str, a: Any, B: int, H: int, A: int) -> torch.Tensor:

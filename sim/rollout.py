@@ -55,6 +55,9 @@ class Driver(Protocol):
 
     def act(self, obs: list[dict], slots: list[int]) -> list[np.ndarray]: ...
 
+    # optional: `episode_stats(slot) -> dict[str, float]`, merged into the ending episode's metrics
+    # (PolicyDriver reports `nonfinite_actions`, the NaN/inf actions it replaced)
+
 
 class ExpertDriver:
     """The family's expert drives, inside each slot (it reads the env's state)."""
@@ -85,26 +88,34 @@ class PolicyDriver:
         if optimize:
             policy.eval().optimize_for_inference()
         self._queues: dict[int, Any] = {}
+        self._subs: dict[int, Any] = {}  # per slot: NaN/inf actions replaced this episode
         self._new_queue = lambda: ActionQueue(policy.config.n_action_steps, policy.config.temporal_ensemble)
 
     def reset(self, slot: int) -> None:
+        from physai.validate import Substitutions
+
         self._queues[slot] = self._new_queue()
+        self._subs[slot] = Substitutions(f"{type(self.policy).__name__}[{self.emb}]")
+
+    def episode_stats(self, slot: int) -> dict[str, float]:
+        return {"nonfinite_actions": float(self._subs[slot].episode)} if slot in self._subs else {}
 
     def act(self, obs, slots):
         import torch
 
-        from physai.validate import bound_actions, obs_from_env
+        from physai.validate import obs_from_env
 
-        qs = [self._queues.setdefault(s, self._new_queue()) for s in slots]
+        qs = [self._queues[s] if s in self._queues else (self.reset(s) or self._queues[s]) for s in slots]
         need = [i for i, q in enumerate(qs) if q.needs_chunk()]
         if need:
             batch = [obs_from_env(obs[i], self.spec) for i in need]
             stacked = {k: np.concatenate([b[k][None] for b in batch]) for k in ("image", "proprio", "command")}
-            chunks = self.policy.predict_action_chunk(stacked, self.emb)  # [n, H, A]
+            chunks = self.policy.predict_action_chunk(stacked, self.emb, substitute=False)  # [n, H, A]
             for j, i in enumerate(need):
                 qs[i].push(chunks[j])
         with torch.no_grad():
-            return [bound_actions(q.pop()[None], self.spec)[0].cpu().numpy().astype(np.float32) for q in qs]
+            return [self._subs[s](q.pop()[None], self.spec)[0].cpu().numpy().astype(np.float32)
+                    for s, q in zip(slots, qs)]
 
 
 class StepDriver:
@@ -430,6 +441,9 @@ def run_episodes(driver: Driver, episodes: Sequence[Episode], slots: int = 1, wo
                 if done is None:
                     waiting[k] = obs
                     continue
+                stats = getattr(driver, "episode_stats", None)
+                if stats is not None and "metrics" in done:
+                    done["metrics"].update(stats(k))
                 results[done["index"]] = done
                 if on_done is not None:
                     on_done(done)

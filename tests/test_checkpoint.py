@@ -158,3 +158,130 @@ def test_malformed_normalization_metadata_is_a_checkpoint_error(tmp_path):
     save_file(load_file(str(norm)), str(norm), metadata={"format": "physai-norm-1", "modes": "{not json"})
     with pytest.raises(CheckpointError, match="modes"):  # was JSONDecodeError
         Policy.from_pretrained(src)
+
+
+# ---- untrusted checkpoints: sizes, paths, network, NaNs, missing stats -------------------------
+def _saved(tmp_path, **cfg):
+    torch.manual_seed(0)
+    pol = Policy.build(tiny_config(embodiments=("car",), **cfg))
+    rng = np.random.default_rng(0)
+    s = pol.specs["car"]
+    pol.normalizer.fit("car", "action", rng.uniform(s.low, s.high, (100, s.action_dim)))
+    pol.normalizer.fit("car", "proprio", rng.normal(0.0, 1.0, (100, s.proprio_dim)))
+    pol.save_pretrained(tmp_path / "ok")
+    return pol, tmp_path / "ok"
+
+
+@pytest.fixture
+def no_real_build(monkeypatch):
+    """Records the default device of every Policy.build: a refused config must build only on 'meta'."""
+    devices = []
+    orig = Policy.build.__func__
+
+    def spy(cls, *a, **k):
+        devices.append(torch.empty(0).device.type)
+        return orig(cls, *a, **k)
+
+    monkeypatch.setattr(Policy, "build", classmethod(spy))
+    return devices
+
+
+@pytest.mark.parametrize("edit,field", [
+    (lambda m: m["config"]["trunk"].update(width=65536, heads=4), "trunk.width"),  # asked for 17 GB
+    (lambda m: m["config"].update(n_readout=100_000_000), "n_readout"),  # 12.8 GB
+    (lambda m: m["config"]["head"].update(chunk_size=100_000_000), "head.chunk_size"),
+    (lambda m: m["config"]["trunk"].update(depth=100_000), "trunk.depth"),  # ran 35 s at 4.4 GB
+    (lambda m: m["config"].update(fsq_levels=[1000] * 8), "fsq_vocabulary"),
+])
+def test_configs_beyond_the_limits_are_refused_before_building(tmp_path, no_real_build, edit, field):
+    _, src = _saved(tmp_path)
+    no_real_build.clear()
+    bad = _tamper(src, tmp_path / "bad", edit)
+    with pytest.raises(CheckpointError, match=field.replace(".", r"\.") + r".*load limit"):
+        Policy.from_pretrained(bad)
+    assert no_real_build == []  # nothing was built, not even on the meta device
+
+
+@pytest.mark.parametrize("edit,what", [
+    (lambda m: m["config"]["trunk"].update(width=4096, heads=4), "config makes [4096]"),  # within limits: 3 GB
+    (lambda m: m["config"].update(n_readout=512), "bottleneck"),
+    (lambda m: m["config"]["head"].update(chunk_size=1000), "heads.car"),
+    (lambda m: m["config"]["trunk"].update(depth=6), "lacks 'trunk.blocks.2"),
+])
+def test_sizes_are_checked_against_the_weights_header_before_allocating(tmp_path, no_real_build, edit, what):
+    _, src = _saved(tmp_path)
+    no_real_build.clear()
+    bad = _tamper(src, tmp_path / "bad", edit)
+    with pytest.raises(CheckpointError, match="weights do not match the config") as e:
+        Policy.from_pretrained(bad)
+    assert what in str(e.value)
+    assert no_real_build == ["meta"]  # only the shape probe ran
+
+
+def test_image_weights_path_in_a_checkpoint_is_never_opened(tmp_path, monkeypatch):
+    import timm
+
+    from physai.stems import StemConfig
+
+    pol, src = _saved(tmp_path, stem=StemConfig(image_model="test_resnet"))
+    bad = _tamper(src, tmp_path / "bad", lambda m: m["config"]["stem"].update(image_weights="../../../../etc/passwd"))
+    calls = []
+    orig = timm.create_model
+    monkeypatch.setattr(timm, "create_model", lambda *a, **k: calls.append(k) or orig(*a, **k))
+    back = Policy.from_pretrained(bad)
+    assert calls and all(not k["pretrained"] and "pretrained_cfg_overlay" not in k for k in calls)
+    o = make_obs(pol.specs["car"])
+    assert torch.equal(pol.predict_action_chunk(o, "car"), back.predict_action_chunk(o, "car"))
+
+
+def test_hub_image_model_is_refused_without_reaching_the_network(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    _, src = _saved(tmp_path)
+    bad = _tamper(src, tmp_path / "bad", lambda m: m["config"]["stem"].update(image_model="hf-hub:timm/resnet18.a1_in1k"))
+    def no_network(*a, **k):
+        raise AssertionError("the network was reached")
+    for name in ("hf_hub_download", "snapshot_download"):
+        monkeypatch.setattr(huggingface_hub, name, no_network)
+    with pytest.raises(CheckpointError, match=r"stem\.image_model.*hub"):
+        Policy.from_pretrained(bad)
+
+
+def test_nan_weights_and_stats_are_checkpoint_errors(tmp_path):
+    from safetensors.numpy import load_file as load_np, save_file as save_np
+    from safetensors.torch import load_file, save_file
+
+    _, src = _saved(tmp_path)
+    w = shutil.copytree(src, tmp_path / "nan_w") / "model.safetensors"
+    t = load_file(str(w))
+    k = sorted(t)[0]
+    t[k] = torch.full_like(t[k], float("nan"))
+    save_file(t, str(w), metadata={"format": "physai-policy"})
+    with pytest.raises(CheckpointError, match=f"'{k}' has NaN"):
+        Policy.from_pretrained(w.parent)
+
+    n = shutil.copytree(src, tmp_path / "nan_n") / "normalization.safetensors"
+    from safetensors import safe_open
+    with safe_open(str(n), framework="numpy") as f:
+        meta = f.metadata()
+    arrs = load_np(str(n))
+    arrs["car/proprio/std"] = arrs["car/proprio/std"] * np.nan
+    save_np(arrs, str(n), metadata=meta)
+    with pytest.raises(CheckpointError, match="car/proprio/std' has NaN"):
+        Policy.from_pretrained(n.parent)
+
+
+def test_missing_normalization_stats_are_an_error_unless_the_config_says_none(tmp_path):
+    from physai.normalization import Normalizer
+
+    pol, src = _saved(tmp_path)
+    stripped = shutil.copytree(src, tmp_path / "stripped")
+    Normalizer(modes=pol.normalizer.modes).save(stripped / "normalization.safetensors")  # stats removed
+    with pytest.raises(CheckpointError, match="no 'proprio' stats for 'car'.*identity"):
+        Policy.from_pretrained(stripped)
+    torch.manual_seed(0)
+    raw = Policy.build(tiny_config(embodiments=("car",), proprio_norm="identity", action_norm="identity"))
+    raw.save_pretrained(tmp_path / "raw")  # a policy that says it has no stats loads
+    back = Policy.from_pretrained(tmp_path / "raw")
+    o = make_obs(raw.specs["car"])
+    assert torch.equal(raw.predict_action_chunk(o, "car"), back.predict_action_chunk(o, "car"))

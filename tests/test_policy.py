@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from physai.testing import make_batch, make_obs, tiny_config
+from physai.testing import SyntheticSource, make_batch, make_obs, tiny_config
 from physai.embodiments import get_spec
 from physai.errors import ConfigError, ObservationError
 from physai.heads import HEADS
@@ -357,6 +357,7 @@ def test_state_token_and_pooled_readout_shrink_the_trunk_sequence(tmp_path):
         t1, t2 = stem(o), stem(o2)
     assert not torch.allclose(t1[:, 0], t2[:, 0]) and torch.equal(t1[:, 1:], t2[:, 1:])
     # saved and reloaded (config.json carries the layout); the traced graph matches eager
+    SyntheticSource([lean.specs["car"]]).fit_normalizer(lean)  # a saved policy carries its stats
     eager = lean.predict_action_chunk(obs, "car")
     lean.save_pretrained(tmp_path / "lean")
     back = Policy.from_pretrained(tmp_path / "lean").eval()

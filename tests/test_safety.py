@@ -409,6 +409,7 @@ def test_safe_policy_with_a_tiny_policy():
         assert a.shape == (G1.action_dim,) and a.dtype == np.float32
         assert np.all(a >= G1.low) and np.all(a <= G1.high) and np.all(np.abs(a - prev) <= 0.35 + TOL)
         prev = a
-    assert set(sp.counts) == set(HUMANOID_RULES) and sp.interventions == sum(sp.counts.values())
+    assert set(sp.counts) == {*HUMANOID_RULES, "policy_nonfinite"} and sp.interventions == sum(sp.counts.values())
+    assert sp.counts["policy_nonfinite"] == 0
     with pytest.raises(ConfigError, match="embodiment 'car'"):
         SafePolicy(pol, CarGuard(CAR), "car")

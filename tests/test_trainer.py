@@ -31,6 +31,7 @@ SCRIPT = textwrap.dedent("""
     torch.manual_seed(0)
     pol = Policy.build(tiny_config(embodiments=("car", "g1"), head_types=(("g1", "flow"),)))
     src = SyntheticSource([pol.specs["car"], pol.specs["g1"]], batch_size=6, seed=3)
+    src.fit_normalizer(pol)
     tr = Trainer(pol, src, TrainConfig(steps=steps, batch_size=6, lr=3e-3, warmup_steps=3, ckpt_every=4,
                                        log_every=1, keep_last=2, seed=5), out)
     tr.resume()
@@ -77,7 +78,7 @@ def test_sigkill_resume_matches_uninterrupted(tmp_path):
 def test_loss_falls_and_ema_lags(tmp_path):
     torch.manual_seed(0)
     pol = Policy.build(tiny_config(embodiments=("car",)))
-    src = SyntheticSource([pol.specs["car"]], batch_size=4, seed=1)
+    src = SyntheticSource([pol.specs["car"]], batch_size=4, seed=1).fit_normalizer(pol)
     src.sample = (lambda b: (lambda: b))(src.sample())  # one fixed batch: must be overfit
     tr = Trainer(pol, src, TrainConfig(steps=40, lr=3e-3, warmup_steps=5, ckpt_every=100, log_every=5, ema_decay=0.9), tmp_path)
     tr.fit(show_progress=False)
@@ -102,6 +103,7 @@ def test_head_only_training_keeps_trunk_fixed(tmp_path):
     pol = Policy.build(tiny_config(embodiments=("car", "g1")))
     trunk0 = {k: v.clone() for k, v in pol.trunk.state_dict().items()}
     head0 = {k: v.clone() for k, v in pol.heads["g1"].state_dict().items()}
+    SyntheticSource([pol.specs["car"], pol.specs["g1"]]).fit_normalizer(pol)  # (the pre-trained policy's stats)
     src = SyntheticSource([pol.specs["g1"]], batch_size=4)
     Trainer(pol, src, TrainConfig(steps=3, ckpt_every=10, train_head_only="g1", ema_decay=None), tmp_path).fit(show_progress=False)
     assert all(torch.equal(v, pol.trunk.state_dict()[k]) for k, v in trunk0.items())
@@ -126,17 +128,17 @@ def test_resume_refuses_a_checkpoint_of_another_policy_and_leaves_it_intact(tmp_
     torch.manual_seed(0)
     cfg = TrainConfig(steps=2, batch_size=4, lr=1e-3, warmup_steps=1, ckpt_every=2, log_every=1)
     pol = Policy.build(tiny_config(embodiments=("car",)))
-    Trainer(pol, SyntheticSource([pol.specs["car"]], batch_size=4, seed=1), cfg, tmp_path).fit(show_progress=False)
+    Trainer(pol, SyntheticSource([pol.specs["car"]], batch_size=4, seed=1).fit_normalizer(pol), cfg, tmp_path).fit(show_progress=False)
     ckpt = Trainer.latest_in(tmp_path)
     before = {p.name: p.read_bytes() for p in (ckpt / "policy").iterdir()}
     other = Policy.build(tiny_config(embodiments=("car",), readout="pool", stem=StemConfig(patch_size=8, state_token=True)))
-    tr = Trainer(other, SyntheticSource([other.specs["car"]], batch_size=4, seed=1), cfg, tmp_path)
+    tr = Trainer(other, SyntheticSource([other.specs["car"]], batch_size=4, seed=1).fit_normalizer(other), cfg, tmp_path)
     with pytest.raises(CheckpointError, match=r"policy\.readout='trunk' \(now 'pool'\).*--no-resume") as e:
         tr.resume()
     assert "policy.stem.state_token=False (now True)" in str(e.value)
     assert {p.name: p.read_bytes() for p in (ckpt / "policy").iterdir()} == before
     same = Policy.build(tiny_config(embodiments=("car",)))  # the same architecture resumes
-    tr = Trainer(same, SyntheticSource([same.specs["car"]], batch_size=4, seed=1), cfg, tmp_path)
+    tr = Trainer(same, SyntheticSource([same.specs["car"]], batch_size=4, seed=1).fit_normalizer(same), cfg, tmp_path)
     assert tr.resume() and tr.step == 2
 
 
@@ -145,7 +147,7 @@ def test_divergence_stops_at_the_step_with_a_typed_error_and_keeps_the_checkpoin
 
     torch.manual_seed(0)
     pol = Policy.build(tiny_config(embodiments=("car",)))
-    src = SyntheticSource([pol.specs["car"]], batch_size=4, seed=1)
+    src = SyntheticSource([pol.specs["car"]], batch_size=4, seed=1).fit_normalizer(pol)
     tr = Trainer(pol, src, TrainConfig(steps=6, lr=1e-3, warmup_steps=1, ckpt_every=2, log_every=1), tmp_path)
     tr.fit(show_progress=False, until=2)  # a good checkpoint at step 2
     good = {k: v.clone() for k, v in pol.state_dict().items()}
@@ -165,3 +167,89 @@ def test_training_settings_are_range_checked(bad):
     key = bad.split("=")[0]
     with pytest.raises(ConfigError, match=f"train.{key}"):
         apply_overrides(TrainConfig(), [bad])
+
+
+# ---- resume: changed settings, SIGKILL leftovers, metrics ----------------------------------------
+def _short_run(tmp_path, until=5, **kw):
+    torch.manual_seed(0)
+    cfg = TrainConfig(**{**dict(steps=8, batch_size=4, lr=1e-3, warmup_steps=1, ckpt_every=2, log_every=1), **kw})
+    pol = Policy.build(tiny_config(embodiments=("car",)))
+    tr = Trainer(pol, SyntheticSource([pol.specs["car"]], batch_size=4, seed=1).fit_normalizer(pol), cfg, tmp_path)
+    tr.fit(show_progress=False, until=until)
+    return cfg
+
+
+def _again(tmp_path, cfg):
+    torch.manual_seed(0)
+    pol = Policy.build(tiny_config(embodiments=("car",)))
+    return Trainer(pol, SyntheticSource([pol.specs["car"]], batch_size=4, seed=1).fit_normalizer(pol), cfg, tmp_path)
+
+
+@pytest.mark.parametrize("change,shown", [({"lr": 2e-3}, "train.lr=0.001 (now 0.002)"),
+                                          ({"steps": 20}, "train.steps=8 (now 20)")])
+def test_resume_refuses_changed_optimisation_settings(tmp_path, change, shown):
+    from dataclasses import replace
+
+    cfg = _short_run(tmp_path)
+    tr = _again(tmp_path, replace(cfg, **change))
+    with pytest.raises(ConfigError, match=shown.replace("(", r"\(").replace(")", r"\)") + ".*on_resume_change=apply"):
+        tr.resume()
+    assert _again(tmp_path, replace(cfg, log_every=2, keep_last=3)).resume()  # bookkeeping settings may change
+
+
+def test_resume_applies_changed_settings_when_asked(tmp_path):
+    from dataclasses import replace
+
+    cfg = _short_run(tmp_path)
+    new = replace(cfg, lr=2e-3, steps=20, on_resume_change="apply")
+    tr = _again(tmp_path, new)
+    with pytest.warns(UserWarning, match=r"train\.lr: 0\.001 -> 0\.002"):
+        assert tr.resume()
+    assert tr.step == 4 and tr.resume_changes == {"lr": (1e-3, 2e-3), "steps": (8, 20)}
+    assert tr.opt.param_groups[0]["lr"] == pytest.approx(2e-3 * lr_factor(4, new))
+    tr.fit(show_progress=False, until=6)
+    recs = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("resume_changes") == {"lr": [1e-3, 2e-3], "steps": [8, 20]} for r in recs)
+    lr5 = next(r["lr"] for r in recs if r["step"] == 5 and "loss" in r)
+    assert lr5 == pytest.approx(2e-3 * lr_factor(5, new))  # the new schedule, from the resumed step
+    state = json.loads((Trainer.latest_in(tmp_path) / "trainer_state.json").read_text())
+    assert state["train"]["lr"] == 2e-3  # later checkpoints record what they were trained with
+
+
+def test_resume_leaves_no_duplicate_metric_steps(tmp_path):
+    cfg = _short_run(tmp_path, until=5)  # checkpoint at 4, metrics up to step 5
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 6, "lo')  # a line a kill cut short
+    tr = _again(tmp_path, cfg)
+    assert tr.resume() and tr.step == 4
+    tr.fit(show_progress=False)
+    steps = [json.loads(l)["step"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()
+             if "loss" in json.loads(l)]
+    assert steps == list(range(1, 9))
+
+
+def test_leftovers_of_killed_saves_are_cleaned(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    _short_run(tmp_path, until=4)
+    ck = tmp_path / "checkpoints"
+    (ck / f".step_0000006.tmp-{dead.pid}-x1y2").mkdir()  # killed while writing
+    (tmp_path / f".best.tmp-{dead.pid}-abcd").mkdir()
+    (tmp_path / f".best.old-{dead.pid}").mkdir()  # killed after the new best was in place
+    os.rename(tmp_path / "best", tmp_path / f".final.old-{dead.pid}")  # killed between the two renames
+    live = tmp_path / f".best.tmp-{os.getpid()}-live"  # a save in progress (this process) is left alone
+    live.mkdir()
+    _again(tmp_path, TrainConfig(steps=8, batch_size=4, lr=1e-3, warmup_steps=1, ckpt_every=2, log_every=1))
+    left = sorted(p.name for p in [*tmp_path.iterdir(), *ck.iterdir()] if p.name.startswith("."))
+    assert left == [live.name]
+    assert (tmp_path / "final" / "config.json").is_file()  # the moved-aside directory was put back
+
+
+def test_training_refuses_a_policy_without_normalization_stats(tmp_path):
+    torch.manual_seed(0)
+    pol = Policy.build(tiny_config(embodiments=("car",)))
+    with pytest.raises(ConfigError, match=r"no normalization stats for car\.proprio.*proprio_norm='identity'"):
+        Trainer(pol, SyntheticSource([pol.specs["car"]]), TrainConfig(steps=2), tmp_path)
+    raw = Policy.build(tiny_config(embodiments=("car",), proprio_norm="identity", action_norm="identity"))
+    Trainer(raw, SyntheticSource([raw.specs["car"]]), TrainConfig(steps=2, ema_decay=None), tmp_path / "raw").fit(show_progress=False)
+    Policy.from_pretrained(tmp_path / "raw" / "final")  # says it has no stats: trains, saves and loads

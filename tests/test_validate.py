@@ -111,3 +111,77 @@ def test_fuzz_only_typed_errors_never_nan(data, emb):
     a = a.numpy()
     assert np.isfinite(a).all()
     assert (a >= spec.low - 1e-6).all() and (a <= spec.high + 1e-6).all()
+
+
+# ---- a NaN upstream is substituted, counted and warned about -----------------------------------
+def _nan_policy():
+    torch.manual_seed(0)
+    pol = Policy.build(tiny_config(embodiments=("car",))).eval()
+    with torch.no_grad():
+        next(pol.heads["car"].parameters()).fill_(float("nan"))  # a poisoned weight
+    return pol
+
+
+def test_nonfinite_actions_are_substituted_counted_and_warned_once_per_episode():
+    import warnings
+
+    from physai.embodiments import get_spec
+    from physai.validate import NonFiniteActionWarning
+
+    pol, spec = _nan_policy(), get_spec("car")
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            a = pol.select_action(make_obs(spec, rng), "car")
+            assert torch.isfinite(a).all()
+            assert torch.all(a >= torch.tensor(spec.low)) and torch.all(a <= torch.tensor(spec.high))
+        pol.reset()
+        pol.select_action(make_obs(spec, rng), "car")
+    assert pol.nonfinite_actions == {"car": 4}
+    assert sum(issubclass(w.category, NonFiniteActionWarning) for w in caught) == 2  # once per episode
+    chunk = pol.predict_action_chunk(make_obs(spec, rng), "car")
+    assert torch.isfinite(chunk).all() and pol.nonfinite_actions["car"] == 4 + chunk.shape[0]
+
+
+def test_overflowing_proprio_is_counted_not_silent():
+    """proprio=1e30 is finite (so no ObservationError) but overflows inside the model."""
+    import warnings
+
+    from physai.embodiments import get_spec
+    from physai.validate import NonFiniteActionWarning
+
+    torch.manual_seed(0)
+    pol, spec = Policy.build(tiny_config(embodiments=("g1",))).eval(), get_spec("g1")
+    obs = make_obs(spec, np.random.default_rng(0))
+    obs["proprio"] = np.full_like(obs["proprio"], 1e30)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        a = pol.select_action(obs, "g1")
+    assert torch.isfinite(a).all()
+    assert pol.nonfinite_actions.get("g1", 0) == 1
+    assert any(issubclass(w.category, NonFiniteActionWarning) for w in caught)
+
+
+def test_safe_policy_and_rollout_report_policy_substitutions():
+    from physai.embodiments import get_spec
+    from physai.embodiments.safety import CarGuard, SafePolicy
+    from physai.sim.rollout import PolicyDriver, run_episodes
+    from physai.sim.evaluate import seeded_scenarios
+    from physai.sim.rollout import Episode
+
+    pol, spec = _nan_policy(), get_spec("car")
+    sp = SafePolicy(pol, CarGuard(spec), "car")
+    sp.reset(None)
+    rng = np.random.default_rng(0)
+    with pytest.warns(Warning):
+        for _ in range(2):
+            sp.select_action(make_obs(spec, rng), None)
+    assert sp.counts["policy_nonfinite"] == 2 and sp.interventions >= 2
+    sp.reset(None)
+    assert sp.counts["policy_nonfinite"] == 0
+
+    eps = [Episode(scenario=sc, max_steps=5, safety=False) for sc in seeded_scenarios("physai/car-highway", 2, 7)]
+    with pytest.warns(Warning):
+        res = run_episodes(PolicyDriver(pol, "car", optimize=False), eps, slots=2)
+    assert [r["metrics"]["nonfinite_actions"] for r in res] == [5.0, 5.0]
