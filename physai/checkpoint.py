@@ -131,8 +131,8 @@ def read_config(directory: str | Path) -> dict:
             raise CheckpointError(f"checkpoint '{d}' is missing {f}")
     try:
         meta = json.loads((d / CONFIG).read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"checkpoint '{d}': {CONFIG} is not valid JSON ({e})") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"checkpoint '{d}': {CONFIG} is not valid JSON ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != "physai-policy":
         raise CheckpointError(f"checkpoint '{d}': not a physai policy")
     v = meta.get("format_version")

@@ -10,6 +10,9 @@ that checkpoint was trained with (`OLD_DEFAULTS`), so old checkpoints keep loadi
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -94,8 +97,15 @@ class PolicyConfig:
             raise ConfigError(f"n_action_steps must be in [1, chunk_size={self.head.chunk_size}]")
         if not 0.0 < self.world_model_fraction <= 1.0:
             raise ConfigError(f"world_model_fraction must be in (0, 1], got {self.world_model_fraction}")
-        if self.temporal_ensemble is not None and self.temporal_ensemble < 0:
-            raise ConfigError("temporal_ensemble coefficient must be >= 0")
+        if self.temporal_ensemble is not None and not (math.isfinite(self.temporal_ensemble) and self.temporal_ensemble >= 0):
+            raise ConfigError(f"temporal_ensemble coefficient must be a finite number >= 0, got {self.temporal_ensemble!r}")
+        for k in ("world_model_weight", "code_entropy_weight"):
+            if not (math.isfinite(getattr(self, k)) and getattr(self, k) >= 0):
+                raise ConfigError(f"{k} must be a finite number >= 0, got {getattr(self, k)!r}")
+        for k, names in (("residual_actions", self.residual_actions), ("head_types", [e for e, _ in self.head_types])):
+            if not set(names) <= set(self.embodiments):
+                raise ConfigError(f"{k} names {sorted(set(names) - set(self.embodiments))}, which are not among "
+                                  f"embodiments {list(self.embodiments)}")
 
     def head_type(self, embodiment: str, default: str) -> str:
         return dict(self.head_types).get(embodiment, default)
@@ -115,12 +125,8 @@ class PolicyConfig:
         d = {**OLD_DEFAULTS["policy"], **d}
         for name, sub_cls in (("trunk", TrunkConfig), ("stem", StemConfig), ("head", HeadConfig)):
             d[name] = _nested(name, sub_cls, d.get(name, {}), OLD_DEFAULTS.get(name, {}))
+        d = {k: v if k in ("trunk", "stem", "head") else _typed(cls, k, v) for k, v in d.items()}
         try:
-            for k in ("embodiments", "fsq_levels", "residual_actions"):
-                if k in d:
-                    d[k] = tuple(d[k])
-            if "head_types" in d:
-                d["head_types"] = tuple(tuple(x) for x in d["head_types"])
             return cls(**d)
         except (TypeError, ValueError) as e:  # a value of the wrong type (a number where a list belongs, ...)
             raise ConfigError(f"PolicyConfig: malformed value ({e})") from None
@@ -136,11 +142,49 @@ def _nested(name: str, cls: type, value: Any, old: Mapping[str, Any]) -> Any:
     if unknown:
         raise ConfigError(f"unknown {name} keys {sorted(f'{name}.{k}' for k in unknown)}; valid: {sorted(known)}")
     try:
-        return cls(**{**old, **value})
+        return cls(**{k: _typed(cls, k, v, f"{name}.") for k, v in {**old, **value}.items()})
     except ConfigError:
         raise
     except (TypeError, ValueError, ZeroDivisionError, ArithmeticError) as e:
         raise ConfigError(f"{name}: malformed value ({type(e).__name__}: {e})") from None
+
+
+def _typed(cls: type, key: str, value: Any, prefix: str = "") -> Any:
+    """A JSON value checked against the field's annotation (int, float, bool, str, `X | None`,
+    `tuple[X, ...]`, `tuple[tuple[str, str], ...]`); lists become tuples. Anything else is a
+    ConfigError naming the field: a saved config is untrusted input."""
+    hint = typing.get_type_hints(cls)[key]
+
+    def conv(t, v, where):
+        args = typing.get_args(t)
+        if typing.get_origin(t) in (typing.Union, types.UnionType):
+            if v is None and type(None) in args:
+                return None
+            return conv(next(a for a in args if a is not type(None)), v, where)
+        if typing.get_origin(t) is tuple:
+            if not isinstance(v, (list, tuple)):
+                raise ConfigError(f"{where} must be a list, got {v!r}")
+            if len(args) == 2 and args[1] is Ellipsis:
+                return tuple(conv(args[0], x, where) for x in v)
+            if len(v) != len(args):
+                raise ConfigError(f"{where} must be a list of {len(args)}, got {v!r}")
+            return tuple(conv(a, x, where) for a, x in zip(args, v))
+        if t is bool:
+            ok = isinstance(v, bool)
+        elif t is int:
+            ok = isinstance(v, int) and not isinstance(v, bool)
+        elif t is float:
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        elif t is str:
+            ok = isinstance(v, str)
+        else:
+            return v
+        if not ok:
+            kind = {float: "a finite number", int: "an integer", bool: "a boolean", str: "a string"}[t]
+            raise ConfigError(f"{where} must be {kind}, got {v!r}")
+        return float(v) if t is float else v
+
+    return conv(hint, value, f"{prefix}{key}")
 
 
 def policy_config(preset: str = "nano", **overrides) -> PolicyConfig:

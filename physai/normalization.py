@@ -99,6 +99,8 @@ class Normalizer:
             raise CheckpointError(f"'{path}' is not a physai normalization file")
         try:
             modes = json.loads(meta["modes"])
+            if not isinstance(modes, dict):
+                raise TypeError(f"expected an object of key -> mode, got {type(modes).__name__}")
             norm = cls(modes=modes)
         except (KeyError, json.JSONDecodeError, TypeError, ConfigError) as e:
             raise CheckpointError(f"'{path}': normalization metadata 'modes' is malformed ({type(e).__name__}: {e})") from None

@@ -140,6 +140,13 @@ def _tamper(src, dst, edit):
     (lambda m: m.pop("specs"), "specs"),  # was KeyError
     (lambda m: m.pop("config"), "config"),
     (lambda m: m.update(format_version="1"), "format_version '1'"),  # was "1 unsupported (expected 1)"
+    (lambda m: m["config"].update(embodiments=[1, 2]), "embodiments must be a string"),  # was TypeError
+    (lambda m: m["config"].update(world_model="x"), "world_model must be a boolean"),  # was loaded as True
+    (lambda m: m["config"].update(temporal_ensemble=float("nan")), "temporal_ensemble must be a finite"),  # NaN actions
+    (lambda m: m["config"].update(n_action_steps=True), "n_action_steps must be an integer"),
+    (lambda m: m["config"].update(code_entropy_weight=-1), "code_entropy_weight must be a finite number >= 0"),
+    (lambda m: m["config"].update(residual_actions="x"), "residual_actions must be a list"),  # was ('x',)
+    (lambda m: m["config"]["stem"].update(image_weights=0), "stem.image_weights must be a string"),
 ])
 def test_tampered_configs_are_checkpoint_errors_naming_the_field(tmp_path, edit, field):
     src = tmp_path / "ok"
@@ -157,6 +164,12 @@ def test_malformed_normalization_metadata_is_a_checkpoint_error(tmp_path):
     norm = src / "normalization.safetensors"
     save_file(load_file(str(norm)), str(norm), metadata={"format": "physai-norm-1", "modes": "{not json"})
     with pytest.raises(CheckpointError, match="modes"):  # was JSONDecodeError
+        Policy.from_pretrained(src)
+    save_file(load_file(str(norm)), str(norm), metadata={"format": "physai-norm-1", "modes": "[1]"})
+    with pytest.raises(CheckpointError, match="modes"):  # was AttributeError
+        Policy.from_pretrained(src)
+    (src / "config.json").write_bytes(b"\xaf\x00\xff")
+    with pytest.raises(CheckpointError, match="not valid JSON"):  # was UnicodeDecodeError
         Policy.from_pretrained(src)
 
 
