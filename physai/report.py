@@ -133,3 +133,34 @@ def instruction_table(rows: Sequence[dict[str, Any]], title: str) -> Table | Non
         return None
     keys = list(dict.fromkeys(k for r in rows for k in r))
     return table(rows, title, ["family", "kind", "attempts", *[k for k in keys if k.endswith("_success")]])
+
+
+def plot_reward_curves(history: Sequence[dict[str, Any]], path: str | Path, title: str = "RL") -> Path:
+    """Two panels against env steps: the mean episode reward, and each reward term's mean per episode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hist = [h for h in history if "env_steps" in h]
+    xs = [h["env_steps"] for h in hist]
+    terms = sorted({k for h in hist for k in h if k.startswith("reward/")})
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
+    a.plot(xs, [h["reward"] for h in hist], marker="o", label="policy")
+    if any("expert_reward" in h for h in hist):
+        a.axhline(next(h["expert_reward"] for h in hist if "expert_reward" in h), color="k", ls="--", label="expert")
+    a.set(xlabel="env steps", ylabel="reward per episode", title=f"{title}: reward")
+    a.legend(fontsize=7)
+    for k in terms:
+        b.plot(xs, [h.get(k, float("nan")) for h in hist], label=k[len("reward/"):])
+    b.set(xlabel="env steps", ylabel="contribution per episode", title="reward terms")
+    b.set_yscale("symlog", linthresh=1.0)
+    b.legend(fontsize=6, ncol=2)
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p)
+    plt.close(fig)
+    return p

@@ -72,6 +72,7 @@ class BodyFamily:
     env_ids: tuple[str, ...] = ()  # gymnasium ids this family provides
     record_config: type[RecordConfig] = RecordConfig  # its recording options (defaults = the family's)
     metric_columns: tuple[str, ...] = ()  # per-episode metrics shown in tables, in order
+    default_reward: str = ""  # the `physai.rl.reward.REWARDS` model RL uses for this family by default
     rollout_processes: int = 1  # processes a DAgger round gives each of this family's datasets
     # its envs may run in worker processes (spawned: they import the family's module by name, so it
     # must be importable there); False keeps them in the caller's process (still batched inference)

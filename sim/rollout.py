@@ -43,6 +43,11 @@ class Episode:
     max_steps: int | None = None  # stop after this many steps (None = the env's episode length)
     score: bool = True  # compute the family's metrics, trace and instruction scores
     env_kwargs: dict | None = None  # exact gym.make kwargs (None: the family builds them from the scenario)
+    # a `physai.rl.reward.REWARDS` model scored every step inside the slot (from the env's info, the
+    # executed action and the guard's interventions): per-step rewards go to the driver's `feedback`,
+    # episode totals (per term too) into the metrics as `reward` and `reward/<term>`
+    reward: str | None = None
+    reward_weights: tuple[tuple[str, float], ...] = ()  # term weight overrides
 
 
 class Driver(Protocol):
@@ -57,6 +62,9 @@ class Driver(Protocol):
 
     # optional: `episode_stats(slot) -> dict[str, float]`, merged into the ending episode's metrics
     # (PolicyDriver reports `nonfinite_actions`, the NaN/inf actions it replaced)
+    # optional: `feedback(slot, fb)` after every step of an episode with a `reward`: fb = {"reward",
+    # "terms", "done" (the episode ended), "terminated" (by the env, not the time limit), "final_obs"
+    # (the observation after the last step of a truncated episode, for bootstrapping)}
 
 
 class ExpertDriver:
@@ -194,6 +202,14 @@ class EnvSlot:
         if self.guard is not None:
             self.guard.reset(info.get("sensors"))
         self.sensors = info.get("sensors")
+        self.reward_model, self.reward_sum, self.reward_terms = None, 0.0, {}
+        if ep.reward is not None:
+            from physai.rl.reward import get_reward
+
+            self.reward_model = get_reward(ep.reward, dict(ep.reward_weights))
+            self.reward_model.reset(info)
+            self.reward_terms = dict.fromkeys(self.reward_model.term_names, 0.0)
+        self.feedback = None
         self.expert = None
         if ep.label or ep.record or ep.action_noise > 0 or self.driver_in_slot:
             if self._expert is not None:
@@ -219,9 +235,10 @@ class EnvSlot:
         if changed:
             self.obs = {**self.obs, "command": getattr(self.env.unwrapped, "command", self.obs["command"])}
 
-    def step(self, action: np.ndarray | None) -> tuple[dict | None, dict | None]:
-        """Play one control step with `action` (None: the expert's). Returns (next obs, None) while
-        the episode runs and (None, episode result) when it ended."""
+    def step(self, action: np.ndarray | None) -> tuple[dict | None, dict | None, dict | None]:
+        """Play one control step with `action` (None: the expert's). Returns (next obs, None, feedback)
+        while the episode runs and (None, episode result, feedback) when it ended; feedback is the
+        step's reward (see `Driver`), None without an episode `reward`."""
         ep, spec = self.ep, self.spec
         label = np.asarray(self.expert.act(self.env), dtype=np.float32) if self.expert is not None else None
         if action is None:
@@ -231,6 +248,7 @@ class EnvSlot:
                 act = spec.clip_action(label + self.noise_rng.normal(0.0, ep.action_noise, label.shape) * half)
         else:
             act = np.asarray(action, dtype=np.float32)
+        counts0 = dict(self.guard.counts) if self.guard is not None else {}
         if self.guard is not None:
             act = self.guard.filter(act, self.sensors)
         if ep.video is not None and self.t % self.video_stride == 0:
@@ -239,6 +257,15 @@ class EnvSlot:
             self.video.append(render_frame(self.env, ep.video_size))
         frame = self._frame(label) if ep.record else None  # the observation this step acted on
         obs, reward, term, trunc, info = self.env.step(act)
+        ended = term or trunc or (ep.max_steps is not None and self.t + 1 >= ep.max_steps)
+        if self.reward_model is not None:
+            fired = {k: v - counts0.get(k, 0) for k, v in self.guard.counts.items()} if self.guard is not None else {}
+            r, parts = self.reward_model.step(info, act, self.dt, fired)
+            self.reward_sum += r
+            for k, v in parts.items():
+                self.reward_terms[k] += v
+            self.feedback = {"reward": r, "terms": parts, "done": bool(ended), "terminated": bool(term),
+                             "final_obs": obs if ended and not term else None}
         if self.metrics is not None:
             self.metrics.update(obs, act, info, reward)
             self.trace.append(self.fam.trace_step(info))
@@ -246,9 +273,9 @@ class EnvSlot:
             self.frames.append((*frame, float(reward), self.fam.task_string(self.spec, self.obs["command"])))
         self.obs, self.sensors, self.t = obs, info.get("sensors"), self.t + 1
         if term or trunc or (ep.max_steps is not None and self.t >= ep.max_steps):
-            return None, self._finish()
+            return None, self._finish(), self.feedback
         self._apply_commands()
-        return self.obs, None
+        return self.obs, None, self.feedback
 
     def _frame(self, label) -> tuple:
         """(images, proprio, encoded command, label) of the current observation, copied now: an env may
@@ -271,6 +298,9 @@ class EnvSlot:
             m.update({f"guard_{k}": float(v) for k, v in counts.items()})  # per rule, averaged by summaries
             seconds = sc.seconds if sc.seconds is not None else self.fam.episode_seconds(self.env)
             seconds = seconds if seconds is not None else self.t * self.dt
+            if self.reward_model is not None:
+                m["reward"] = self.reward_sum
+                m.update({f"reward/{k}": v for k, v in self.reward_terms.items()})
             res["metrics"] = m
             res["instructions"] = self.fam.score_instructions(sc.commands, self.trace, seconds)
         if ep.record:
@@ -437,7 +467,9 @@ def run_episodes(driver: Driver, episodes: Sequence[Episode], slots: int = 1, wo
             for k, a in zip(ks, actions):
                 pool[k].send("step", a)
             for k in ks:
-                obs, done = pool[k].recv()
+                obs, done, fb = pool[k].recv()
+                if fb is not None and hasattr(driver, "feedback"):
+                    driver.feedback(k, fb)
                 if done is None:
                     waiting[k] = obs
                     continue

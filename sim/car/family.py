@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from physai.errors import ConfigError
 from physai.sim.car import ENV_IDS
+from physai.sim.car import reward as _reward  # noqa: F401  (registers the `car` and `car-carl` rewards)
 from physai.sim.car.score import driving_score, lead_from_sensors, trace_metrics, ttc_from_sensors
 from physai.sim.family import BodyFamily, RecordConfig, register_family
 
@@ -27,6 +28,7 @@ class CarFamily(BodyFamily):
     env_ids = ENV_IDS
     spawnable = True
     record_config = CarRecordConfig
+    default_reward = "car"
     metric_columns = ("progress_m", "collision", "offroad_s", "lane_error_m", "mean_abs_jerk",
                       "speed_limit_compliance", "stall_s", "length_s", "driving_score", "safety_interventions")
 

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from physai.errors import ConfigError
 from physai.sim.family import BodyFamily, RecordConfig, register_family, _num
 from physai.sim.humanoid import ENV_ID_BY_ROBOT, ENV_IDS
+from physai.sim.humanoid import reward as _reward  # noqa: F401  (registers the `humanoid` reward)
 from physai.sim.humanoid.commands import P_STAND
 _RESERVED = {"robot", "render_images", "episode_seconds", "render_mode"}  # set by physai, not by a scenario
 
@@ -65,6 +66,7 @@ class HumanoidFamily(BodyFamily):
     env_ids = ENV_IDS
     spawnable = True
     record_config = HumanoidRecordConfig
+    default_reward = "humanoid"
     metric_columns = ("fell", "survival_s", "tracking_error", "energy_J", "action_smoothness", "length_s",
                       "safety_interventions")
     rollout_processes = 2  # humanoid roll-outs are the slow ones

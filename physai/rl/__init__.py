@@ -1,0 +1,1 @@
+"""Post-training: rule-based reward models (`reward`) and PPO on the roll-out runner (`ppo`)."""
