@@ -1,6 +1,6 @@
 """The `physai` command line. Arguments are parsed only here; each subcommand calls library code.
 
-Subcommands: info, collect, train, eval, demo, bench {data, policies, latency, train}.
+Subcommands: info, collect, data, train, eval, rl, demo, bench {data, policies, latency, train, rollout, guard}.
 `physai info` prints versions, the attention backend `auto` picks and why, trunk presets with
 parameter counts, and every registered embodiment, head, tokenizer and recipe.
 """
@@ -93,10 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="physai", description="physai: physical-AI policies for cars and humanoids")
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, attention backend, presets, registries").set_defaults(fn=cmd_info)
-    from physai import cli_bench, cli_data, cli_run
+    from physai import cli_bench, cli_data, cli_rl, cli_run
 
     cli_data.add_parsers(sub)
     cli_run.add_parsers(sub)
+    cli_rl.add_parsers(sub)
     cli_bench.add_parsers(sub)
     return ap
 

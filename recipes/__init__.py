@@ -13,6 +13,7 @@ def get_recipe(name: str):
 
 
 from physai.recipes import core  # noqa: E402,F401  (registers the built-in recipes)
+from physai.recipes import rl as _rl  # noqa: E402,F401  (registers the RL recipes)
 from physai.recipes.core import DataConfig, Recipe  # noqa: E402
 
 __all__ = ["RECIPES", "get_recipe", "DataConfig", "Recipe"]

@@ -1,0 +1,42 @@
+"""RL post-training recipes: which env, which reward model and which PPO settings (`physai rl`).
+
+`RLRecipe.rl` is a `PPOConfig` (`--set rl.lr=1e-4`); `weights` overrides reward term weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from physai.recipes import RECIPES
+from physai.rl.ppo import PPOConfig
+
+
+@dataclass(frozen=True)
+class RLRecipe:
+    name: str
+    env: str  # the gymnasium id roll-outs play (its body family picks the embodiment)
+    reward: str = ""  # a `physai.rl.reward.REWARDS` name ("" = the family's default_reward)
+    weights: tuple[tuple[str, float], ...] = ()  # reward term weight overrides
+    rl: PPOConfig = PPOConfig()
+
+
+@RECIPES.register("rl_car")
+def rl_car() -> RLRecipe:
+    """The car on dense highway traffic with the additive car reward, the head only, guard on."""
+    return RLRecipe("rl_car", "physai/car-highway", "car",
+                    rl=PPOConfig(iterations=15, episodes=8, seconds=30.0, slots=2, lr=3e-5, init_std=0.05, anchor="kl",
+                                 anchor_coef=0.02, minibatch=200))
+
+
+@RECIPES.register("rl_car_carl")
+def rl_car_carl() -> RLRecipe:
+    """As rl_car, with the multiplicative (CaRL) composition."""
+    return RLRecipe("rl_car_carl", "physai/car-highway", "car-carl", rl=rl_car().rl)
+
+
+@RECIPES.register("rl_g1")
+def rl_g1() -> RLRecipe:
+    """G1 walking with random commands and the humanoid reward (episodes of 20 s)."""
+    return RLRecipe("rl_g1", "physai/g1-walk", "humanoid",
+                    rl=PPOConfig(iterations=10, episodes=4, seconds=20.0, slots=2, lr=2e-5, init_std=0.03,
+                                 anchor="kl", anchor_coef=0.05, minibatch=500))
