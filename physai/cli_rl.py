@@ -37,7 +37,8 @@ def cmd_rl(args) -> int:
     weights = {**dict(recipe.weights), **dict(args.weight or [])}
     out = Path(args.out or f"runs/{recipe.name}")
     res = rl_finetune(args.checkpoint, recipe.env, out, recipe.rl, reward=recipe.reward or None, weights=weights,
-                      expert_baseline=not args.no_expert, log=console.print)
+                      expert_baseline=not args.no_expert, log=console.print,
+                      options=dict(recipe.options))
     first, last = res["first"], res["last"]
     keys = ["reward", *sorted(k for k in last if k.startswith("reward/")),
             *[k for k in ("collision", "fell", "progress_m", "mean_abs_jerk", "safety_interventions", "guard_aeb",

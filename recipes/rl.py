@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from physai.recipes import RECIPES
@@ -17,6 +18,8 @@ class RLRecipe:
     env: str  # the gymnasium id roll-outs play (its body family picks the embodiment)
     reward: str = ""  # a `physai.rl.reward.REWARDS` name ("" = the family's default_reward)
     weights: tuple[tuple[str, float], ...] = ()  # reward term weight overrides
+    # env options of the training episodes (car: highway-env config such as vehicles_density)
+    options: tuple[tuple[str, float | int | str], ...] = ()
     rl: PPOConfig = PPOConfig()
 
 
@@ -24,6 +27,7 @@ class RLRecipe:
 def rl_car() -> RLRecipe:
     """The car on dense highway traffic with the additive car reward, the head only, guard on."""
     return RLRecipe("rl_car", "physai/car-highway", "car",
+                    options=(("vehicles_density", 2.0), ("lanes_count", 4)),  # the car-dense suite's traffic
                     rl=PPOConfig(iterations=15, episodes=8, seconds=30.0, slots=2, lr=3e-5, init_std=0.05, anchor="kl",
                                  anchor_coef=0.02, minibatch=200))
 
@@ -31,7 +35,7 @@ def rl_car() -> RLRecipe:
 @RECIPES.register("rl_car_carl")
 def rl_car_carl() -> RLRecipe:
     """As rl_car, with the multiplicative (CaRL) composition."""
-    return RLRecipe("rl_car_carl", "physai/car-highway", "car-carl", rl=rl_car().rl)
+    return dataclasses.replace(rl_car(), name="rl_car_carl", reward="car-carl")
 
 
 @RECIPES.register("rl_g1")

@@ -134,6 +134,11 @@ class BodyFamily:
         """Frame rate of roll-out videos (real time unless a family says otherwise)."""
         return float(spec.control_hz)
 
+    def training_commands(self, env_id: str, rng, seconds: float | None) -> tuple[tuple[float, dict], ...]:
+        """A random instruction timeline for RL training episodes ((time s, command fields), sorted);
+        () = the env's own commands. Families whose instructions are set from outside override it."""
+        return ()
+
     def task_string(self, spec: Any, command: Mapping[str, Any]) -> str:
         """The human-readable task of a command, stored per recorded frame."""
         vals = spec.decode_command(spec.encode_command(command))

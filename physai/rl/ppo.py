@@ -36,7 +36,8 @@ class PPOConfig:
     slots: int = 2  # envs played at once by the roll-out runner
     workers: bool = True  # envs in worker processes (built-in families)
     safety: bool = True  # the family's guard filters every action (and its interventions are rewarded)
-    seed: int = 100_000  # training seeds start here: far from the eval seeds (1000+) and suites (5000+)
+    # training seeds start here: apart from recordings (0-99), eval (1000-1099), suites (5000+), DAgger (100000+)
+    seed: int = 200_000
     gamma: float = 0.99
     gae_lambda: float = 0.95
     clip: float = 0.2  # PPO ratio clip

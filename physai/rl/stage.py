@@ -25,13 +25,18 @@ from physai.errors import ConfigError
 from physai.rl.ppo import PPO, ActorCritic, PPOConfig, RLDriver
 
 
-def _episodes(env_id: str, seeds: list[int], cfg: PPOConfig, reward: str, weights: dict[str, float]):
-    from physai.sim.evaluate import seeded_scenarios
+def _episodes(env_id: str, seeds: list[int], cfg: PPOConfig, reward: str, weights: dict[str, float],
+              options: dict[str, Any] | None = None):
+    """One training episode per seed: the env's options plus the family's random instruction timeline
+    (a function of the seed, so a group of roll-outs of one seed shares its instructions)."""
+    from physai.sim.family import family_for_env
     from physai.sim.rollout import Episode
+    from physai.sim.suite import Scenario
 
-    out = []
+    fam, out = family_for_env(env_id), []
     for s in seeds:
-        sc = seeded_scenarios(env_id, 1, s, cfg.seconds)[0]
+        cmds = fam.training_commands(env_id, np.random.default_rng([s, 13]), cfg.seconds)
+        sc = Scenario(env=env_id, seed=s, seconds=cfg.seconds, options=dict(options or {}), commands=cmds)
         out.append(Episode(scenario=sc, safety=cfg.safety, reward=reward, reward_weights=tuple(sorted(weights.items()))))
     return out
 
@@ -49,8 +54,10 @@ def _summary(results: list[dict[str, Any]]) -> dict[str, float]:
 
 def rl_finetune(checkpoint: str | Path, env_id: str, out: str | Path, cfg: PPOConfig = PPOConfig(),
                 reward: str | None = None, weights: dict[str, float] | None = None, expert_baseline: bool = True,
-                progress: bool = True, log: Callable[[str], None] | None = None, policy=None) -> dict[str, Any]:
-    """PPO-post-train `checkpoint` on `env_id`; returns a summary (paths, env steps, first/last reward)."""
+                progress: bool = True, log: Callable[[str], None] | None = None, policy=None,
+                options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """PPO-post-train `checkpoint` on `env_id` (with env `options`, e.g. traffic density); returns a
+    summary (paths, env steps, first/last iteration records, the expert's reward)."""
     from physai.policy import Policy
     from physai.report import plot_reward_curves, write_json
     from physai.rl.reward import get_reward
@@ -78,7 +85,8 @@ def rl_finetune(checkpoint: str | Path, env_id: str, out: str | Path, cfg: PPOCo
     ppo = PPO(ac, cfg)
     gen = torch.Generator().manual_seed(cfg.seed)
     (out / "rl_config.json").write_text(json.dumps({"checkpoint": str(checkpoint), "env": env_id, "reward": reward,
-                                                    "weights": weights, "ppo": asdict(cfg)}, indent=2))
+                                                    "weights": weights, "options": options or {}, "ppo": asdict(cfg)},
+                                                   indent=2))
     metrics_path = out / "metrics.jsonl"
     metrics_path.write_text("")
     history: list[dict[str, Any]] = []
@@ -86,7 +94,7 @@ def rl_finetune(checkpoint: str | Path, env_id: str, out: str | Path, cfg: PPOCo
     n_seeds = cfg.episodes // cfg.group_size if cfg.advantage == "group" else cfg.episodes
     if expert_baseline:
         seeds = [cfg.seed + i for i in range(n_seeds)]
-        res = run_episodes(ExpertDriver(), _episodes(env_id, seeds, cfg, reward, weights), slots=cfg.slots,
+        res = run_episodes(ExpertDriver(), _episodes(env_id, seeds, cfg, reward, weights, options), slots=cfg.slots,
                            workers=cfg.workers)
         expert_reward = _summary(res).get("reward")
     env_steps, t0 = 0, time.perf_counter()
@@ -109,7 +117,7 @@ def rl_finetune(checkpoint: str | Path, env_id: str, out: str | Path, cfg: PPOCo
                 rs.append(r)
 
             ta = time.perf_counter()
-            run_episodes(driver, _episodes(env_id, seeds, cfg, reward, weights), slots=cfg.slots, workers=cfg.workers,
+            run_episodes(driver, _episodes(env_id, seeds, cfg, reward, weights, options), slots=cfg.slots, workers=cfg.workers,
                          on_done=done)
             t_roll = time.perf_counter() - ta
             stats = ppo.update(driver.done, generator=gen)

@@ -107,6 +107,19 @@ class CarFamily(BodyFamily):
     def episode_summary(self, metrics, reference):
         return driving_score(metrics, reference)
 
+    def training_commands(self, env_id, rng, seconds):
+        """Two instructions per episode, as in the shipped suites: a lane change (either way) or a new
+        speed target in [10, 30] m/s, at 3-8 s and again at 14-20 s."""
+        out = []
+        for lo, hi in ((3.0, 8.0), (14.0, 20.0)):
+            if seconds is not None and lo >= seconds:
+                break
+            at = float(round(rng.uniform(lo, min(hi, seconds or hi)), 1))
+            cmd = ({"lane": str(rng.choice(["left", "right"]))} if rng.random() < 0.6
+                   else {"speed": float(round(rng.uniform(10.0, 30.0)))})
+            out.append((at, cmd))
+        return tuple(out)
+
     def task_string(self, spec, command) -> str:
         vals = spec.decode_command(spec.encode_command(command))
         return f"drive: lane {vals['lane']}, {int(round(vals['speed']))} m/s"
