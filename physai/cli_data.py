@@ -1,7 +1,9 @@
-"""CLI wiring for data: `physai collect ...` (arguments parsed only here).
+"""CLI wiring for data: `physai collect ...` and `physai data repair PATH` (arguments parsed only here).
 
-`add_parsers(sub)` adds `collect` to the top-level subparsers. Its handler calls
-`physai.data.collect.collect` and prints a rich table at the end (episodes, frames, frames/s, path).
+`add_parsers(sub)` adds `collect` and the `data` group to the top-level subparsers. `collect` calls
+`physai.data.collect.collect` and prints a rich table at the end (episodes, frames, frames/s, path);
+`data repair` calls `physai.data.writer.repair` (finish or undo an interrupted commit, delete dead
+writers' work copies, check plain LeRobot loads it) and prints what it found and did.
 `physai bench data` lives with the other benchmarks in `physai.cli_bench`.
 """
 
@@ -11,10 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
+from physai.report import console
 
 
 def _kv(s: str) -> tuple[str, object]:
@@ -53,8 +54,24 @@ def cmd_collect(args) -> int:
     return 0
 
 
+def cmd_data_repair(args) -> int:
+    from physai.data.writer import repair
+
+    r = repair(args.path)
+    t = Table(title=f"data repair {r['path']}", header_style="bold")
+    t.add_column("item")
+    t.add_column("value")
+    t.add_row("episodes", str(r["episodes"]))
+    t.add_row("frames", str(r["frames"]))
+    for i, what in enumerate(r["repaired"] or ["nothing to repair"]):
+        t.add_row("repaired" if i == 0 else "", what)
+    t.add_row("plain LeRobotDataset", "loads; episode and frame counts agree")
+    console.print(t)
+    return 0
+
+
 def add_parsers(sub) -> None:
-    """Add `collect` to the top-level `physai` subparsers."""
+    """Add `collect` and `data {repair}` to the top-level `physai` subparsers."""
     p = sub.add_parser("collect", help="record expert (or DAgger) episodes into a LeRobot v3 dataset")
     p.add_argument("--env", required=True, help="gymnasium id, e.g. physai/car-highway, physai/g1-walk")
     p.add_argument("--episodes", type=int, required=True, help="episodes to add")
@@ -67,3 +84,9 @@ def add_parsers(sub) -> None:
                    help="env constructor argument (JSON value), repeatable, e.g. render_images=true")
     p.set_defaults(fn=cmd_collect)
 
+    d = sub.add_parser("data", help="dataset maintenance: repair")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    r = dsub.add_parser("repair", help="finish or undo a commit a killed writer left, delete its work copy, "
+                                       "check that plain LeRobot loads the dataset")
+    r.add_argument("path", help="dataset directory")
+    r.set_defaults(fn=cmd_data_repair)

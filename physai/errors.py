@@ -53,3 +53,8 @@ class CheckpointError(PhysaiError, RuntimeError):
 
 class TrainingError(PhysaiError, RuntimeError):
     """Training cannot go on (a non-finite loss, gradient or weight); the last checkpoint is kept."""
+
+
+class DatasetError(PhysaiError, RuntimeError):
+    """A dataset cannot be written or read as asked: a writer disabled by a failed commit it could not
+    undo, or files that plain LeRobot cannot load even after `physai data repair`."""
