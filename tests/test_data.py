@@ -394,7 +394,8 @@ def test_loads_video_datasets(tmp_path):
 
 def test_dagger_records_expert_labels_and_video(tmp_path):
     ckpt = tmp_path / "ckpt"
-    Policy.build(tiny_config(embodiments=("car",))).save_pretrained(ckpt)
+    # no dataset stats here: a checkpoint must then say its inputs are not normalized
+    Policy.build(tiny_config(embodiments=("car",), proprio_norm="identity", action_norm="identity")).save_pretrained(ckpt)
     FakeEnv.executed.clear()
     s = _collect(tmp_path / "ds", episodes=1, dagger=ckpt, video_dir=tmp_path / "vid", env_kwargs={"length": 5})
     ds = _lerobot(tmp_path / "ds")
