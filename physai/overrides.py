@@ -67,11 +67,25 @@ def _parse(text: str, tp: Any, key: str) -> Any:
         except json.JSONDecodeError as e:
             raise ConfigError(f"--set {key}: bad JSON list '{text}' ({e})") from None
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_parse(str(i) if not isinstance(i, list) else json.dumps(i), args[0], key) for i in items)
+            return tuple(_parse(json.dumps(i) if isinstance(i, (list, dict)) else str(i), args[0], key) for i in items)
         if len(args) != len(items):
             raise ConfigError(f"--set {key}: expected {len(args)} items, got {len(items)}")
         return tuple(_parse(str(i), a, key) for i, a in zip(items, args))
+    if tp is tuple or tp is dict:  # an untyped JSON list (as a tuple, lists inside too) or object
+        try:
+            v = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"--set {key}: bad JSON '{text}' ({e})") from None
+        if not isinstance(v, list if tp is tuple else dict):
+            raise ConfigError(f"--set {key}: expected a JSON {'list' if tp is tuple else 'object'}, got '{text}'")
+        return _tuples(v)
     raise ConfigError(f"--set {key}: fields of type {tp} cannot be set from the command line")
+
+
+def _tuples(v: Any) -> Any:
+    if isinstance(v, list):
+        return tuple(_tuples(x) for x in v)
+    return {k: _tuples(x) for k, x in v.items()} if isinstance(v, dict) else v
 
 
 def apply_overrides(cfg: Any, pairs: list[str]) -> Any:

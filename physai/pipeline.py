@@ -5,6 +5,7 @@ expert. `physai train`, `physai eval` and `physai demo` are thin wrappers around
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -30,15 +31,22 @@ def ensure_dataset(env_id: str, episodes: int, root: str | Path, seed: int, reco
     have = int(F.read_info(path).get("total_episodes", 0)) if F.is_dataset(path) else 0
     if have < episodes:
         collect(env_id, episodes - have, path, seed=seed, seconds=record.seconds, options=record.env_options(),
-                progress=progress, action_noise=action_noise, slots=slots, workers=slots > 1)
+                progress=progress, action_noise=action_noise, slots=slots, workers=slots > 1,
+                instructions=record.instructions)
     return path
 
 
 def dataset_paths(recipe, progress: bool = True) -> dict[Path, float]:
     d = recipe.data
     out = {}
-    for env_id, episodes, weight in d.datasets:
-        out[ensure_dataset(env_id, episodes, d.root, d.seed, d.record_for(env_id), progress, d.action_noise)] = weight
+    for entry in d.datasets:
+        env_id, episodes, weight = entry[:3]
+        record = d.record_for(env_id)
+        if len(entry) > 3:  # this dataset's own recording options, e.g. {"instructions": True}
+            from physai.sim.family import record_config_from
+
+            record = record_config_from(family_for_env(env_id), {**dataclasses.asdict(record), **entry[3]})
+        out[ensure_dataset(env_id, episodes, d.root, d.seed, record, progress, d.action_noise)] = weight
     return out
 
 
@@ -64,7 +72,8 @@ def build_policy(recipe, loader):
     for emb, spec in loader.specs.items():
         if emb not in pol.specs:
             pol.add_embodiment(spec, head=recipe.policy.head_type(emb, spec.default_head))
-        pol.normalizer.stats[emb] = norm.stats[emb]
+        if emb not in pol.normalizer.stats:  # a pre-trained body keeps the stats its weights were trained with
+            pol.normalizer.stats[emb] = norm.stats[emb]
     pol.normalizer.modes.setdefault("action_delta", recipe.policy.action_norm)
     return pol
 
@@ -109,7 +118,7 @@ def _make_loader(recipe, base: dict[Path, float], rounds: list[dict[Path, Path]]
         for p in members:
             weights[str(p)] = base[parent] * n[p] / sum(n.values())
     d = recipe.data
-    weighted = {embodiment_of(env_id): d.record_for(env_id) for env_id, _, _ in d.datasets}
+    weighted = {embodiment_of(env_id): d.record_for(env_id) for env_id, *_ in d.datasets}
     weighted = {emb: rc for emb, rc in weighted.items() if rc.transition_weight != 1.0}
     seconds = {rc.transition_seconds for rc in weighted.values()}
     if len(seconds) > 1:
@@ -162,7 +171,7 @@ def dagger_round(recipe, out: Path, r: int, policy, base: dict[Path, float],
     root = out / "dagger" / f"round_{r}"
     done = root / "done.json"
     jobs: list[_RolloutJob] = []
-    for i, ((env_id, _, _), parent) in enumerate(zip(d.datasets, base)):
+    for i, ((env_id, *_), parent) in enumerate(zip(d.datasets, base)):
         parts = family_for_env(env_id).rollout_processes
         for k in range(parts):
             n = d.dagger_episodes // parts + (1 if k < d.dagger_episodes % parts else 0)

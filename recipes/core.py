@@ -17,8 +17,10 @@ from physai.trainer import TrainConfig
 
 @dataclass(frozen=True)
 class DataConfig:
-    # (env id, episodes, sampling weight); datasets are recorded with the experts on first use
-    datasets: tuple[tuple[str, int, float], ...] = ()
+    # (env id, episodes, sampling weight[, recording overrides]); datasets are recorded with the experts
+    # on first use; the optional 4th item overrides that dataset's family recording options, e.g.
+    # ("physai/car-highway", 40, 0.3, {"instructions": True}) beside the plain car recordings
+    datasets: tuple[tuple, ...] = ()
     root: str = "data"  # where recorded datasets are cached (one folder per env and size)
     seed: int = 0  # first episode seed of the recordings (evaluation uses other seeds)
     action_noise: float = 0.03  # DART: executed expert actions get this much noise (fraction of half-range)
@@ -42,10 +44,10 @@ class DataConfig:
         if not self.datasets:
             raise ConfigError("a recipe needs at least one dataset (env, episodes, weight)")
         for d in self.datasets:
-            if len(d) != 3 or d[1] < 1 or d[2] <= 0:
-                raise ConfigError(f"dataset entry {d}: expected (env id, episodes >= 1, weight > 0)")
+            if len(d) not in (3, 4) or d[1] < 1 or d[2] <= 0 or (len(d) == 4 and not isinstance(d[3], dict)):
+                raise ConfigError(f"dataset entry {d}: expected (env id, episodes >= 1, weight > 0[, overrides dict])")
         record = dict(self.record)
-        for env_id, _, _ in self.datasets:
+        for env_id, *_ in self.datasets:
             fam = family_for_env(env_id)
             record[fam.name] = record_config_from(fam, record.get(fam.name))
         object.__setattr__(self, "record", record)
@@ -76,6 +78,21 @@ def cotrain() -> Recipe:
         data=DataConfig(datasets=(("physai/car-highway", 30, 0.4), ("physai/g1-walk", 24, 0.6)),
                         dagger_rounds=6, dagger_episodes=12),
         eval_env=("physai/car-highway", "physai/g1-walk"),
+    )
+
+
+@RECIPES.register("sft")
+def sft() -> Recipe:
+    """Instruction fine-tuning of a co-trained policy: car recordings whose instructions switch during
+    the episode (lane changes both ways, speed targets of 10-30 m/s; the family's random_commands),
+    beside the original car and G1 recordings so nothing is forgotten; its normalization is kept."""
+    base = cotrain()
+    return Recipe(
+        name="sft", policy=base.policy, init_from="runs/cotrain/final",
+        train=TrainConfig(steps=1200, batch_size=128, lr=3e-4, warmup_steps=50, ckpt_every=300),
+        data=DataConfig(datasets=(("physai/car-highway", 30, 0.15), ("physai/car-highway", 40, 0.35, {"instructions": True}),
+                                  ("physai/g1-walk", 24, 0.5))),
+        eval_env=base.eval_env,
     )
 
 

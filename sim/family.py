@@ -33,6 +33,9 @@ class RecordConfig:
     # in training (1 = uniform): the moments just after an instruction changes are rare but decisive
     transition_weight: float = 1.0
     transition_seconds: float = 1.5
+    # switch instructions during recorded episodes (the family's `random_commands` timeline, a function
+    # of the episode seed): the data instruction fine-tuning needs; off = the env's own commands
+    instructions: bool = False
 
     def __post_init__(self):
         if not (isinstance(self.seconds, (int, float)) and math.isfinite(self.seconds) and self.seconds > 0):
@@ -47,8 +50,9 @@ class RecordConfig:
         return {}
 
     def tag(self) -> str:
-        """Suffix of a recording's cache folder for the settings that change the data ('' = defaults)."""
-        return ""
+        """Suffix of a recording's cache folder for the settings that change the data ('' = defaults);
+        subclasses add theirs to this one's."""
+        return "-instr" if self.instructions else ""
 
 
 class Expert(Protocol):
@@ -134,9 +138,10 @@ class BodyFamily:
         """Frame rate of roll-out videos (real time unless a family says otherwise)."""
         return float(spec.control_hz)
 
-    def training_commands(self, env_id: str, rng, seconds: float | None) -> tuple[tuple[float, dict], ...]:
-        """A random instruction timeline for RL training episodes ((time s, command fields), sorted);
-        () = the env's own commands. Families whose instructions are set from outside override it."""
+    def random_commands(self, env_id: str, rng, seconds: float | None) -> tuple[tuple[float, dict], ...]:
+        """A random instruction timeline ((time s, command fields), sorted) for instruction-rich
+        recordings (`record.instructions`) and RL training episodes; () = the env's own commands.
+        Families whose instructions are set from outside override it."""
         return ()
 
     def task_string(self, spec: Any, command: Mapping[str, Any]) -> str:

@@ -331,3 +331,24 @@ def test_instruction_rows_with_an_agent_missing_a_kind():
     (row, total) = instruction_rows(results)
     assert row["kind"] == "turn" and row["attempts"] == 1 and row["b_attempts"] == 0 and row["b_success"] is None
     assert total["kind"] == "all"
+
+
+def test_instruction_rich_recordings_switch_commands_mid_episode(tmp_path):
+    """record.instructions: each episode follows the family's random instruction timeline for its
+    seed, so the recorded command changes during the episode (and the dataset folder says so)."""
+    from physai.data.frames import load_frames
+    from physai.pipeline import ensure_dataset
+    from physai.sim.car.family import CarRecordConfig
+    from physai.sim.family import get_family
+
+    fam = get_family("car")
+    t1 = fam.random_commands("physai/car-highway", np.random.default_rng([0, 13]), 20.0)
+    assert t1 == fam.random_commands("physai/car-highway", np.random.default_rng([0, 13]), 20.0)  # a function of the seed
+    assert len(t1) == 2 and 3 <= t1[0][0] <= 8 and 14 <= t1[1][0] <= 20
+    rec = CarRecordConfig(seconds=9.0, instructions=True)
+    path = ensure_dataset("physai/car-highway", 1, tmp_path, 3, rec, progress=False)
+    assert path.name.endswith("-instr")
+    f = load_frames(path)
+    assert len(np.unique(f.command, axis=0)) > 1  # the instruction changed during the one episode
+    plain = load_frames(ensure_dataset("physai/car-highway", 1, tmp_path, 3, CarRecordConfig(seconds=9.0), progress=False))
+    assert len(np.unique(plain.command, axis=0)) == 1

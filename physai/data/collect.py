@@ -71,7 +71,8 @@ def collect(env_id: str, episodes: int, out: str | Path, seed: int = 0, dagger: 
             video_dir: str | Path | None = None, max_steps: int | None = None,
             env_kwargs: Mapping[str, Any] | None = None, *, seconds: float | None = None,
             options: Mapping[str, Any] | None = None, expert: Any = None, progress: bool = True,
-            video_size: int = 256, action_noise: float = 0.0, slots: int = 1, workers: bool = False) -> dict[str, Any]:
+            video_size: int = 256, action_noise: float = 0.0, slots: int = 1, workers: bool = False,
+            instructions: bool = False) -> dict[str, Any]:
     """Record `episodes` episodes of `env_id` into the LeRobot dataset `out` (created or appended to).
 
     The env is built by its body family from `seconds` and `options` (a scenario's), or exactly
@@ -80,7 +81,8 @@ def collect(env_id: str, episodes: int, out: str | Path, seed: int = 0, dagger: 
     episode order, so a crash loses only episodes not yet committed.
     `action_noise` > 0 (DART): the executed action is the expert's plus Gaussian noise of that
     fraction of each dimension's half-range, while the clean expert action is recorded, so the data
-    shows how to recover from the small errors a learned policy makes."""
+    shows how to recover from the small errors a learned policy makes. `instructions`: each episode
+    follows the family's random instruction timeline for its seed (`BodyFamily.random_commands`)."""
     from physai.sim.rollout import Episode, ExpertDriver, PolicyDriver, run_episodes
     from physai.sim.suite import Scenario
 
@@ -108,7 +110,10 @@ def collect(env_id: str, episodes: int, out: str | Path, seed: int = 0, dagger: 
                "env_kwargs": {k: repr(v) for k, v in env_kwargs.items()}, "max_steps": max_steps}
     writer = DatasetWriter(out, spec, session)
     first, t0 = writer.num_episodes, time.perf_counter()
-    eps = [Episode(Scenario(env=env_id, seed=int(seed) + k), safety=False, label=True, record=True, score=False,
+    fam = family_for_env(env_id)
+    timeline = (lambda k: fam.random_commands(env_id, np.random.default_rng([int(seed) + k, 13]), seconds)) \
+        if instructions else (lambda k: ())
+    eps = [Episode(Scenario(env=env_id, seed=int(seed) + k, commands=timeline(k)), safety=False, label=True, record=True, score=False,
                    action_noise=action_noise, noise_key=(int(seed), k, 7), max_steps=max_steps, env_kwargs=dict(env_kwargs),
                    video=None if video_dir is None else str(Path(video_dir) / f"{Path(out).name}_ep{k:06d}.mp4"),
                    video_size=video_size)

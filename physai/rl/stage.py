@@ -35,7 +35,7 @@ def _episodes(env_id: str, seeds: list[int], cfg: PPOConfig, reward: str, weight
 
     fam, out = family_for_env(env_id), []
     for s in seeds:
-        cmds = fam.training_commands(env_id, np.random.default_rng([s, 13]), cfg.seconds)
+        cmds = fam.random_commands(env_id, np.random.default_rng([s, 13]), cfg.seconds)
         sc = Scenario(env=env_id, seed=s, seconds=cfg.seconds, options=dict(options or {}), commands=cmds)
         out.append(Episode(scenario=sc, safety=cfg.safety, reward=reward, reward_weights=tuple(sorted(weights.items()))))
     return out

@@ -107,7 +107,7 @@ class CarFamily(BodyFamily):
     def episode_summary(self, metrics, reference):
         return driving_score(metrics, reference)
 
-    def training_commands(self, env_id, rng, seconds):
+    def random_commands(self, env_id, rng, seconds):
         """Two instructions per episode, as in the shipped suites: a lane change (either way) or a new
         speed target in [10, 30] m/s, at 3-8 s and again at 14-20 s."""
         out = []

@@ -40,7 +40,7 @@ class HumanoidRecordConfig(RecordConfig):
         return {} if self.stand_prob == P_STAND else {"stand_prob": float(self.stand_prob)}
 
     def tag(self) -> str:
-        return "" if self.stand_prob == P_STAND else f"-stand{self.stand_prob:g}"
+        return super().tag() + ("" if self.stand_prob == P_STAND else f"-stand{self.stand_prob:g}")
 
 
 class _WalkMetrics:
