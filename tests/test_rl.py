@@ -157,6 +157,7 @@ class LineEnv(gym.Env):
     metadata = {"render_modes": [], "render_fps": LINE_HZ}
 
     def __init__(self, seconds=None, images=True):
+        self.max_steps = LINE_STEPS if seconds is None else max(1, int(round(seconds * LINE_HZ)))
         self.observation_space = spaces.Dict({"image": spaces.Box(0, 255, (16, 16, 3), np.uint8),
                                               "proprio": spaces.Box(-np.inf, np.inf, (2,), np.float32),
                                               "command": spaces.Dict({"goal": spaces.Box(-1, 1, (1,), np.float32)})})
@@ -181,7 +182,7 @@ class LineEnv(gym.Env):
     def step(self, action):
         v = float(np.clip(np.asarray(action, np.float64).reshape(-1)[0], -1, 1))
         self.x, self.last, self.t = self.x + 0.3 * v, v, self.t + 1
-        return self._obs(), 0.0, False, self.t >= LINE_STEPS, self._info()
+        return self._obs(), 0.0, False, self.t >= self.max_steps, self._info()
 
 
 class LineMetrics:
@@ -210,7 +211,7 @@ class LineFamily(BodyFamily):
         return "line"
 
     def env_kwargs(self, env_id, seconds=None, options=None, images=True):
-        return {}
+        return {} if seconds is None else {"seconds": float(seconds)}
 
     def check_options(self, env_id, options):
         pass

@@ -1,6 +1,6 @@
 """Kill audit: SIGKILL `physai collect` at random moments, then open the dataset with plain LeRobot.
 
-    python scripts/audit_collect_kills.py [--kills 16] [--episodes 40] [--max-steps 30] [--seed 0]
+    python -m physai.audit.collect_kills [--kills 16] [--episodes 40] [--max-steps 30] [--seed 0]
                                           [--out DIR] [--json audit_collect_kills.json]
 
 Each round runs `physai collect --env physai/car-highway --episodes E --out DIR --max-steps S` in a

@@ -1,6 +1,6 @@
 """Hostile-input audit: malformed observations and tampered checkpoints (issue 12's counts).
 
-    python scripts/audit_inputs.py [--observations 2000] [--json audit_inputs.json]
+    python -m physai.audit.inputs [--observations 2000] [--json audit_inputs.json]
 
 1. Malformed observations: seeded random mutations of valid car and G1 observations (missing or
    unknown keys, wrong ranks, shapes and dtypes, NaN/inf, huge finite values, strings, None,
