@@ -31,6 +31,7 @@ import physai
 from physai.config import FORMAT_VERSION, PolicyConfig
 from physai.embodiments import EMBODIMENTS, EmbodimentSpec, get_spec
 from physai.errors import CheckpointError, ConfigError
+from physai.fs import pid_alive
 from physai.normalization import Normalizer
 
 CONFIG, WEIGHTS, NORM = "config.json", "model.safetensors", "normalization.safetensors"
@@ -43,16 +44,6 @@ LOAD_LIMITS: dict[str, int | float] = {
     "head.reflex_hidden": 16384, "stem.n_obs_steps": 64, "stem.patch_size": 4096, "n_readout": 1024,
     "world_model_depth": 64, "fsq_vocabulary": 2 ** 20, "embodiments": 64,
 }
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def clean_stale(parent: str | Path, name: str | None = None) -> list[str]:

@@ -104,12 +104,7 @@ def plot_curves(history: Iterable[dict[str, Any]], path: str | Path, keys: Seque
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p)
-    plt.close(fig)
-    return p
+    return _save(fig, path)
 
 
 
@@ -158,6 +153,12 @@ def plot_reward_curves(history: Sequence[dict[str, Any]], path: str | Path, titl
     b.legend(fontsize=6, ncol=2)
     for ax in (a, b):
         ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)

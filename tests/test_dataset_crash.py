@@ -32,6 +32,7 @@ import numpy as np
 import pytest
 
 import physai.data.writer as W
+from physai.fs import pid_alive
 from physai import cli_data
 from physai.data import format as F
 from physai.embodiments import get_spec
@@ -298,7 +299,7 @@ def test_sigkill_at_random_times_plain_lerobot_reads_every_committed_episode(tmp
             read(time.time() + 30, lambda: len(pids) > kill and printed > start)
             time.sleep(rng.uniform(0.0, 0.25))
             os.kill(pids[-1], signal.SIGKILL)
-            while W._pid_alive(pids[-1]):
+            while pid_alive(pids[-1]):
                 time.sleep(0.005)
             time.sleep(0.05)
             while not lines.empty():  # a line printed just before the kill

@@ -67,6 +67,7 @@ import numpy as np
 from physai.data import format as F
 from physai.embodiments import EmbodimentSpec
 from physai.errors import ConfigError, DatasetError
+from physai.fs import pid_alive
 
 TXN_DIR, TXN_FILE = "meta/.physai_txn", "meta/.physai_txn/txn.json"
 WRITER_LOCK, COMMIT_LOCK = "meta/.physai_writer.lock", "meta/.physai_commit.lock"
@@ -80,16 +81,6 @@ _NO_LINKS = {errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EM
 
 class DatasetBusyError(ConfigError):
     """Another process is writing this dataset (or creating it)."""
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _lock_fd(root: Path, rel: str) -> int | None:
@@ -280,7 +271,7 @@ def _clean_stale_siblings(root: Path, births: bool = False) -> list[str]:
                     out.append(p.name)
                 continue
             pid = int(kind.split("-")[2])
-            if not kind.startswith((WORK_PREFIX, NEW_PREFIX)) or (_pid_alive(pid) and pid != os.getpid()):
+            if not kind.startswith((WORK_PREFIX, NEW_PREFIX)) or (pid_alive(pid) and pid != os.getpid()):
                 continue
             if kind.startswith(WORK_PREFIX) and (p / ".lock").exists():
                 fd = _try_lock(p / ".lock")  # held for its writer's whole life
