@@ -109,14 +109,15 @@ def plot_curves(history: Iterable[dict[str, Any]], path: str | Path, keys: Seque
 
 
 def closed_loop_tables(rows: Sequence[dict[str, Any]], title: str) -> list[Table]:
-    """One table per body family of `summarize` rows, with that family's metric columns, plus
-    `nonfinite_actions` (NaN/inf actions the policy runtime replaced) wherever a policy drove."""
+    """One table per body family of `summarize` rows, with that family's metric columns, plus the
+    family's rule-based `reward` per episode and `nonfinite_actions` (NaN/inf actions the policy
+    runtime replaced) where present."""
     from physai.sim.family import get_family
 
     tables = []
     for fam in dict.fromkeys(r["family"] for r in rows):
         sel = [r for r in rows if r["family"] == fam]
-        extra = ["nonfinite_actions"] if any("nonfinite_actions" in r for r in sel) else []
+        extra = [k for k in ("reward", "nonfinite_actions") if any(k in r for r in sel)]
         tables.append(table(sel, f"{title} ({fam})", ["agent", "env", "episodes", *get_family(fam).metric_columns,
                                                        *extra]))
     return tables

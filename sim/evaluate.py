@@ -36,9 +36,12 @@ ExpertAgent = ExpertDriver
 
 def evaluate(agents: dict[str, Callable[[str], Any]], scenarios: list[Scenario], safety: bool = True,
              video_dir: str | Path | None = None, show_progress: bool = True, render_images: bool = True,
-             slots: int = 4, workers: bool = False, videos_per_env: int = 2) -> dict[str, list[dict[str, Any]]]:
+             slots: int = 4, workers: bool = False, videos_per_env: int = 2,
+             rewards: bool = True) -> dict[str, list[dict[str, Any]]]:
     """results[agent] = one record per scenario, in scenario order. `agents` maps a name to a
-    factory `env_id -> driver`; `slots` envs run at once (in worker processes with `workers`)."""
+    factory `env_id -> driver`; `slots` envs run at once (in worker processes with `workers`).
+    `rewards`: every episode is also scored by its family's default reward model (metrics `reward`,
+    `reward/<term>`), so a policy's rule-based reward sits beside the expert's on the same scenarios."""
     results: dict[str, list[dict[str, Any]]] = {}
     by_env: dict[str, list[int]] = {}
     for i, sc in enumerate(scenarios):
@@ -50,12 +53,13 @@ def evaluate(agents: dict[str, Callable[[str], Any]], scenarios: list[Scenario],
             for env_id, idx in by_env.items():
                 prog.update(task, description=f"{name} {env_id}")
                 eps = []
+                reward = (family_for_env(env_id).default_reward or None) if rewards else None
                 for j, i in enumerate(idx):
                     video = None
                     if video_dir is not None and j < videos_per_env:
                         Path(video_dir).mkdir(parents=True, exist_ok=True)
                         video = str(Path(video_dir) / f"{name}_{env_id.split('/')[-1]}_seed{scenarios[i].seed}.mp4")
-                    eps.append(Episode(scenarios[i], safety=safety, images=render_images, video=video))
+                    eps.append(Episode(scenarios[i], safety=safety, images=render_images, video=video, reward=reward))
                 recs = run_episodes(factory(env_id), eps, slots=slots, workers=workers,
                                     progress=lambda: prog.advance(task))
                 for i, rec in zip(idx, recs):
