@@ -352,3 +352,20 @@ def test_instruction_rich_recordings_switch_commands_mid_episode(tmp_path):
     assert len(np.unique(f.command, axis=0)) > 1  # the instruction changed during the one episode
     plain = load_frames(ensure_dataset("physai/car-highway", 1, tmp_path, 3, CarRecordConfig(seconds=9.0), progress=False))
     assert len(np.unique(plain.command, axis=0)) == 1
+
+
+def test_dense_recordings_are_their_own_dataset_and_drive_in_dense_traffic(tmp_path):
+    from physai.errors import ConfigError
+    from physai.pipeline import ensure_dataset
+    from physai.sim.car.family import CarRecordConfig
+
+    with pytest.raises(ConfigError, match="record.density"):
+        CarRecordConfig(density=0.0)
+    path = ensure_dataset("physai/car-highway", 1, tmp_path, 3, CarRecordConfig(seconds=1.0, density=2.5), progress=False)
+    assert path.name.endswith("-density2.5")
+    import json
+
+    from physai.data import format as F
+
+    sessions = json.loads((path / F.META_FILE).read_text())["sessions"]
+    assert "2.5" in sessions[0]["env_kwargs"]["config"]  # the env was built with that density
