@@ -147,8 +147,9 @@ def plot_reward_curves(history: Sequence[dict[str, Any]], path: str | Path, titl
         a.axhline(next(h["expert_reward"] for h in hist if "expert_reward" in h), color="k", ls="--", label="expert")
     a.set(xlabel="env steps", ylabel="reward per episode", title=f"{title}: reward")
     a.legend(fontsize=7)
-    for k in terms:
-        b.plot(xs, [h.get(k, float("nan")) for h in hist], label=k[len("reward/"):])
+    colors = plt.get_cmap("tab20").colors  # more terms than the default 10-colour cycle
+    for i, k in enumerate(terms):
+        b.plot(xs, [h.get(k, float("nan")) for h in hist], label=k[len("reward/"):], color=colors[i % len(colors)])
     b.set(xlabel="env steps", ylabel="contribution per episode", title="reward terms")
     b.set_yscale("symlog", linthresh=1.0)
     b.legend(fontsize=6, ncol=2)
