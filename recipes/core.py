@@ -85,13 +85,16 @@ def cotrain() -> Recipe:
 def sft() -> Recipe:
     """Instruction fine-tuning of a co-trained policy: car recordings whose instructions switch during
     the episode (lane changes both ways, speed targets of 10-30 m/s; the family's random_commands),
-    beside the original car and G1 recordings so nothing is forgotten; its normalization is kept."""
+    beside car recordings without them and the original G1 recordings so nothing is forgotten; the
+    checkpoint's normalization is kept. The car is recorded in traffic of density 2 (the dense
+    suite's, which the default recordings never show), with frames after a command change drawn 4x."""
     base = cotrain()
     return Recipe(
         name="sft", policy=base.policy, init_from="runs/cotrain/final",
         train=TrainConfig(steps=1200, batch_size=128, lr=3e-4, warmup_steps=50, ckpt_every=300),
         data=DataConfig(datasets=(("physai/car-highway", 30, 0.15), ("physai/car-highway", 40, 0.35, {"instructions": True}),
-                                  ("physai/g1-walk", 24, 0.5))),
+                                  ("physai/g1-walk", 24, 0.5)),
+                        record={"car": {"density": 2.0, "transition_weight": 4.0}}),
         eval_env=base.eval_env,
     )
 
