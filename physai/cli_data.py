@@ -2,7 +2,7 @@
 
 `add_parsers(sub)` adds `collect` and the `data` group to the top-level subparsers. `collect` calls
 `physai.data.collect.collect` and prints a rich table at the end (episodes, frames, frames/s, path);
-`data repair` calls `physai.data.writer.repair` (finish or undo an interrupted commit, delete dead
+`data repair` calls `physai.data.journal.repair` (finish or undo an interrupted commit, delete dead
 writers' work copies, check plain LeRobot loads it) and prints what it found and did.
 `physai bench data` lives with the other benchmarks in `physai.cli_bench`.
 """
@@ -55,7 +55,7 @@ def cmd_collect(args) -> int:
 
 
 def cmd_data_repair(args) -> int:
-    from physai.data.writer import repair
+    from physai.data.journal import repair
 
     r = repair(args.path)
     t = Table(title=f"data repair {r['path']}", header_style="bold")

@@ -5,7 +5,6 @@ expert. `physai train`, `physai eval` and `physai demo` are thin wrappers around
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -41,12 +40,7 @@ def dataset_paths(recipe, progress: bool = True) -> dict[Path, float]:
     out = {}
     for entry in d.datasets:
         env_id, episodes, weight = entry[:3]
-        record = d.record_for(env_id)
-        if len(entry) > 3:  # this dataset's own recording options, e.g. {"instructions": True}
-            from physai.sim.family import record_config_from
-
-            record = record_config_from(family_for_env(env_id), {**dataclasses.asdict(record), **entry[3]})
-        out[ensure_dataset(env_id, episodes, d.root, d.seed, record, progress, d.action_noise)] = weight
+        out[ensure_dataset(env_id, episodes, d.root, d.seed, d.entry_record(entry), progress, d.action_noise)] = weight
     return out
 
 
@@ -118,7 +112,7 @@ def _make_loader(recipe, base: dict[Path, float], rounds: list[dict[Path, Path]]
         for p in members:
             weights[str(p)] = base[parent] * n[p] / sum(n.values())
     d = recipe.data
-    weighted = {embodiment_of(env_id): d.record_for(env_id) for env_id, *_ in d.datasets}
+    weighted = {embodiment_of(e[0]): d.entry_record(e) for e in d.datasets}  # (a body's last entry decides)
     weighted = {emb: rc for emb, rc in weighted.items() if rc.transition_weight != 1.0}
     seconds = {rc.transition_seconds for rc in weighted.values()}
     if len(seconds) > 1:

@@ -6,6 +6,7 @@ small enough to finish on 2 CPU cores; scale them with `physai train --set key=v
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from physai.config import PolicyConfig, policy_config
@@ -39,6 +40,13 @@ class DataConfig:
         """The RecordConfig of the family that provides `env_id`."""
         fam = family_for_env(env_id)
         return self.record.get(fam.name) or record_config_from(fam, None)
+
+    def entry_record(self, entry: tuple):
+        """The RecordConfig of one `datasets` entry: its family's, with the entry's own overrides."""
+        record = self.record_for(entry[0])
+        if len(entry) > 3:
+            record = record_config_from(family_for_env(entry[0]), {**dataclasses.asdict(record), **entry[3]})
+        return record
 
     def __post_init__(self):
         if not self.datasets:

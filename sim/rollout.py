@@ -248,7 +248,7 @@ class EnvSlot:
                 act = spec.clip_action(label + self.noise_rng.normal(0.0, ep.action_noise, label.shape) * half)
         else:
             act = np.asarray(action, dtype=np.float32)
-        counts0 = dict(self.guard.counts) if self.guard is not None else {}
+        counts0 = dict(self.guard.counts) if self.guard is not None and self.reward_model is not None else {}
         if self.guard is not None:
             act = self.guard.filter(act, self.sensors)
         if ep.video is not None and self.t % self.video_stride == 0:

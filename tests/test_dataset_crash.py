@@ -122,7 +122,8 @@ def test_a_kill_inside_finalize_leaves_no_partial_file(tmp_path, monkeypatch):
     assert _plain(root).num_episodes == 2 and _siblings(root) == []
 
 
-def test_kills_inside_the_publish_step_are_undone_or_completed(tmp_path, monkeypatch):
+def _killed_before_info(tmp_path, monkeypatch) -> Path:
+    """A 2-episode dataset whose writer was killed in the publish of a third, just before info.json."""
     root = tmp_path / "ds"
     with W.DatasetWriter(root, get_spec("car")) as w:
         _episodes(w, 2)
@@ -132,10 +133,15 @@ def test_kills_inside_the_publish_step_are_undone_or_completed(tmp_path, monkeyp
         _episodes(w, 1)
     monkeypatch.undo()
     _die(w)
+    return root
+
+
+def test_kills_inside_the_publish_step_are_undone_or_completed(tmp_path, monkeypatch):
+    root = _killed_before_info(tmp_path, monkeypatch)
     assert _plain(root, consistent=False).num_episodes == 2  # loads; the extra complete files are the window
     assert "rolled back" in W.recover(root) and _plain(root).num_episodes == 2 and not (root / W.TXN_DIR).exists()
     w = W.DatasetWriter(root, get_spec("car"))  # killed after info.json: the commit had happened, keep it
-    monkeypatch.setattr(W, "_end_txn", lambda root: (_ for _ in ()).throw(_Kill()))
+    monkeypatch.setattr(W, "end_txn", lambda root: (_ for _ in ()).throw(_Kill()))
     with pytest.raises(_Kill):
         _episodes(w, 1)
     monkeypatch.undo()
@@ -220,15 +226,7 @@ def test_two_writers_for_one_new_folder(tmp_path):
 def test_cli_data_repair(tmp_path, monkeypatch, capsys):
     from physai.cli import build_parser
 
-    root = tmp_path / "ds"
-    with W.DatasetWriter(root, get_spec("car")) as w:
-        _episodes(w, 2)
-    w = W.DatasetWriter(root, get_spec("car"))
-    _kill_before_info(monkeypatch, root)
-    with pytest.raises(_Kill):
-        _episodes(w, 1)
-    monkeypatch.undo()
-    _die(w)
+    root = _killed_before_info(tmp_path, monkeypatch)
     assert (root / W.TXN_FILE).exists() and _siblings(root)
     args = build_parser().parse_args(["data", "repair", str(root)])
     assert args.fn(args) == 0

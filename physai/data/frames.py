@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from physai.data import format as F
-from physai.data.writer import reading
+from physai.data.journal import reading
 from physai.embodiments import EmbodimentSpec
 from physai.errors import ConfigError
 
