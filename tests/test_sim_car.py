@@ -205,7 +205,7 @@ def test_config_and_command_options():
     assert obs["command"]["speed"][0] == 20.0 and obs["command"]["lane"] == 0
     env.reset(seed=0)
     assert env.sim.config["lanes_count"] == 3  # per-reset overrides do not stick
-    obs, _ = env.reset(seed=0, options={"command": {"lane": "right", "speed": 12.0}})
+    obs, _ = env.reset(seed=0, options={"config": {"initial_lane_id": 0}, "command": {"lane": "right", "speed": 12.0}})
     assert obs["command"]["lane"] == 2 and obs["command"]["speed"][0] == 12.0
     env.set_command({"speed": 30.0})  # partial update keeps the lane request
     assert env.command == {"lane": "right", "speed": 30.0}
@@ -235,6 +235,24 @@ def test_expert_lane_command_left():
                 break
         assert info["lane_id"] == 1 and obs["command"]["lane"] == 0 and not info["collision"]
         assert info["lane_error"] < 0.5
+
+
+def test_lane_request_for_missing_lane_is_refused():
+    """A lane that does not exist is refused at once (the observation says keep, nothing pending);
+    without autoclear the request stays pending, as before."""
+    env = CarEnv("highway", image_size=16)
+    obs, _ = env.reset(seed=0, options={"config": {"initial_lane_id": 0, "vehicles_count": 3}})
+    assert env.sim.vehicle.lane_index[2] == 0
+    env.set_command({"lane": "left", "speed": 20.0})
+    assert env.command == {"lane": "keep", "speed": 20.0} and env.lane_target is None
+    env.set_command({"lane": "right"})  # lane 1 exists: accepted
+    assert env.command["lane"] == "right" and env.lane_target == 1
+    pending = CarEnv("highway", image_size=16, lane_command_autoclear=False)
+    pending.reset(seed=0, options={"config": {"initial_lane_id": 0, "vehicles_count": 3}})
+    pending.set_command({"lane": "left"})
+    assert pending.command["lane"] == "left" and pending.lane_target == -1
+    obs, *_ = pending.step(CarExpert().act(pending))
+    assert obs["command"]["lane"] == 1
 
 
 def test_expert_speed_target():

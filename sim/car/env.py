@@ -10,8 +10,10 @@ world x is forward along the road and y points to the right, so positive `steer`
 Observations: `image` (ego-centred top-down render, uint8 [H, W, 3]), `proprio` (the spec's 6
 floats) and `command` ({"lane": 0|1|2 for keep|left|right, "speed": [m/s]}). A lane command is a
 one-lane request relative to the lane the ego was in when it was given; once the ego is centred
-in the requested lane the env sets `lane` back to "keep" (`lane_command_autoclear`); a request for a
-lane that does not exist stays pending (the expert keeps its lane). The image is world-aligned like
+in the requested lane the env sets `lane` back to "keep" (`lane_command_autoclear`), and it does so at
+once for a request for a lane that does not exist (as a navigation system refuses a turn that is not
+there: a command the car can never follow must not stay in its observation; without autoclear it
+stays pending and the expert keeps its lane). The image is world-aligned like
 highway-env's viewer, centred on the ego. `info` holds `collision`, `offroad`, `speed` (m/s),
 `progress_m` (distance along the road since reset), `lane_error` (|lateral offset| m), `lane_id`,
 `speed_limit`, `blocked` (a vehicle within 25 m ahead, or a ~0 speed command), `time_s`, the
@@ -161,15 +163,23 @@ class CarEnv(gym.Env):
         new = {"lane": lane, "speed": speed}
         self.car_spec.encode_command(new)  # validates: lane choice, speed in [0, 40] m/s
         if lane != self.command.get("lane") or self.lane_target is None:
-            self._start_lane_command(lane)
+            if not self._start_lane_command(lane):
+                new = {**new, "lane": "keep"}  # no such lane: refused at once
         self.command = new
 
-    def _start_lane_command(self, lane: str) -> None:
+    def _start_lane_command(self, lane: str) -> bool:
+        """Set the lane origin/target for a new lane command; False when it is refused (autoclear and
+        no such lane next to the ego)."""
         if lane == "keep" or self.sim.vehicle is None:
             self.lane_origin = self.lane_target = None
-            return
-        self.lane_origin = int(self.sim.vehicle.lane_index[2])
+            return True
+        index = self.sim.vehicle.lane_index
+        self.lane_origin = int(index[2])
         self.lane_target = self.lane_origin + (-1 if lane == "left" else 1)
+        if self.lane_command_autoclear and not 0 <= self.lane_target < len(self.sim.road.network.graph[index[0]][index[1]]):
+            self.lane_origin = self.lane_target = None
+            return False
+        return True
 
     def _maybe_clear_lane_command(self, lateral: float) -> None:
         ego = self.sim.vehicle
