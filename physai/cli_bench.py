@@ -1,4 +1,4 @@
-"""`physai bench data | latency | train | policies`: argument parsing and printing only.
+"""`physai bench data | latency | train | policies | rollout | guard | world-model`: argument parsing and printing only.
 
 Each handler calls a benchmark function of `physai.bench` (which returns plain data), prints its
 rows as rich tables and writes the whole result as JSON. `add_parsers(sub)` adds the `bench`
@@ -105,9 +105,26 @@ def cmd_guard(args) -> int:
     return 0
 
 
+def cmd_world_model(args) -> int:
+    from physai.bench.world_model import bench_world_model
+
+    res = bench_world_model(args.checkpoint, episodes=args.episodes, seed=args.seed, horizon=args.horizon,
+                            stride=args.stride, seconds=args.seconds, png=args.png)
+    print_table(res["rows"], f"physai bench world-model: imagined vs real physical tokens ({args.episodes} expert "
+                f"episodes per body from seed {args.seed}; baselines fitted on the first half, scored on the second)",
+                ["embodiment", "horizon", "seconds_ahead", "wm_top1", "copy_top1", "freq_top1", "wm_ce", "freq_ce", "starts"])
+    if res["counterfactual"]:
+        cols = list(res["counterfactual"][0])
+        print_table(res["counterfactual"], "counterfactual: a probe reads the imagined tokens under two constant actions", cols)
+    if res.get("png"):
+        console.print(f"wrote {res['png']}")
+    _write(args.json, res)
+    return 0
+
+
 def add_parsers(sub) -> None:
     """Add `bench` with its subcommands to the top-level `physai` subparsers."""
-    bench = sub.add_parser("bench", help="benchmarks: data, policies, latency, train, rollout, guard").add_subparsers(dest="bench", required=True)
+    bench = sub.add_parser("bench", help="benchmarks: data, policies, latency, train, rollout, guard, world-model").add_subparsers(dest="bench", required=True)
     p = bench.add_parser("data", help="physai loader vs LeRobotDataset + DataLoader (samples/s)")
     p.add_argument("--json", metavar="OUT", help="write the report as JSON here")
     p.add_argument("--batch-size", type=int, default=64)
@@ -153,6 +170,17 @@ def add_parsers(sub) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch threads of the batched policy")
     p.add_argument("--json", default="runs/bench/rollout.json")
     p.set_defaults(fn=cmd_rollout)
+
+    p = bench.add_parser("world-model", help="imagined vs real physical tokens per horizon, baselines, counterfactual")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--episodes", type=int, default=6, help="expert episodes per body (first half fit the baselines)")
+    p.add_argument("--seed", type=int, default=7000, help="first episode seed (no recording, suite or RL uses it)")
+    p.add_argument("--horizon", type=int, default=4, help="imagined steps (each one action chunk)")
+    p.add_argument("--stride", type=int, default=4, help="control steps between start frames")
+    p.add_argument("--seconds", type=float, default=None, help="episode length (default: the family's recording length)")
+    p.add_argument("--png", default="runs/bench/world_model.png")
+    p.add_argument("--json", default="runs/bench/world_model.json")
+    p.set_defaults(fn=cmd_world_model)
 
     p = bench.add_parser("guard", help="collisions of full-throttle and random policies with and without the guard")
     p.add_argument("--env", default="physai/car-highway")

@@ -290,6 +290,13 @@ class Policy(nn.Module):
         codes = self.encode(self._norm_obs(o, embodiment), embodiment)["codes"]
         return codes if batched else codes[0]
 
+    def imagine(self, obs: Mapping[str, Any], actions: Any, embodiment: str):
+        """Roll the world model forward: batched obs, actions [B, k·H, A] (physical units) ->
+        `physai.world.Imagined` with k predicted code sets, one action chunk apart."""
+        from physai.world import imagine
+
+        return imagine(self, obs, actions, embodiment)
+
     def reset(self) -> None:
         """Forget queued actions (call at every episode start); re-arms the non-finite warning."""
         self._queues.clear()

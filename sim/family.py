@@ -81,6 +81,10 @@ class BodyFamily:
     # its envs may run in worker processes (spawned: they import the family's module by name, so it
     # must be importable there); False keeps them in the caller's process (still batched inference)
     spawnable: bool = False
+    # the world-model bench's probe: a trace key (`trace_step`) read back from the physical tokens by
+    # a linear probe, clipped at `probe_cap`; "" = none. See `counterfactual_actions`
+    probe_key: str = ""
+    probe_cap: float = float("inf")
 
     # ---- envs ------------------------------------------------------------------------------------
     def owns(self, env_id: str) -> bool:
@@ -143,6 +147,12 @@ class BodyFamily:
         recordings (`record.instructions`) and RL training episodes; () = the env's own commands.
         Families whose instructions are set from outside override it."""
         return ()
+
+    def counterfactual_actions(self, spec: Any) -> tuple[tuple[str, Any], tuple[str, Any]] | None:
+        """Two constant actions ((name, [A]), (name, [A])) whose imagined futures must order the probe:
+        the first's `probe_key` higher than the second's (the world model's counterfactual check).
+        None: the family has none."""
+        return None
 
     def task_string(self, spec: Any, command: Mapping[str, Any]) -> str:
         """The human-readable task of a command, stored per recorded frame."""

@@ -35,7 +35,7 @@ class Episode:
     safety: bool = True  # put the family's guard between the driver and the env
     images: bool = True  # render camera images (humanoids can skip them when nothing looks)
     label: bool = False  # also compute the expert's action at every visited state (DAgger, collection)
-    record: bool = False  # bring back every frame (images, proprio, command, label, reward, task)
+    record: bool = False  # bring back every frame (images, proprio, command, label, reward, task) and the trace
     action_noise: float = 0.0  # expert driving only: DART noise, fraction of each dimension's half-range
     noise_key: tuple[int, ...] = ()  # seeds the DART noise generator (collection passes (seed, episode))
     video: str | None = None  # write a real-time MP4 roll-out here
@@ -305,6 +305,8 @@ class EnvSlot:
             res["instructions"] = self.fam.score_instructions(sc.commands, self.trace, seconds)
         if ep.record:
             res["frames"] = self.frames
+            if self.metrics is not None:
+                res["trace"] = list(self.trace)  # the family's per-step trace, entry t after step t
         if ep.video is not None and self.video:
             from physai.sim.video import write_mp4
 

@@ -43,6 +43,7 @@ class CarFamily(BodyFamily):
     spawnable = True
     record_config = CarRecordConfig
     default_reward = "car"
+    probe_key, probe_cap = "lead_gap", 60.0  # m to the car ahead in the ego lane (none ahead: far)
     metric_columns = ("progress_m", "collision", "offroad_s", "lane_error_m", "mean_abs_jerk",
                       "speed_limit_compliance", "stall_s", "length_s", "driving_score", "safety_interventions")
 
@@ -112,6 +113,12 @@ class CarFamily(BodyFamily):
 
     def trace_metrics(self, trace, dt):
         return trace_metrics(trace, dt)
+
+    def counterfactual_actions(self, spec):
+        """Braking hard must leave a larger gap to the car ahead than accelerating, wheel straight."""
+        import numpy as np
+
+        return (("brake", np.array([-4.0, 0.0], np.float32)), ("accelerate", np.array([3.0, 0.0], np.float32)))
 
     def score_instructions(self, commands, trace, seconds):
         from physai.sim.car.instructions import score_instructions
