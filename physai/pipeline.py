@@ -5,6 +5,7 @@ expert. `physai train`, `physai eval` and `physai demo` are thin wrappers around
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -66,6 +67,9 @@ def build_policy(recipe, loader):
     for emb, spec in loader.specs.items():
         if emb not in pol.specs:
             pol.add_embodiment(spec, head=recipe.policy.head_type(emb, spec.default_head))
+        elif emb in dict(recipe.policy.head_types) and \
+                recipe.policy.head_type(emb, "") != pol.config.head_type(emb, spec.default_head):
+            pol.replace_head(emb, recipe.policy.head_type(emb, ""))  # the recipe asks for another head
         if emb not in pol.normalizer.stats:  # a pre-trained body keeps the stats its weights were trained with
             pol.normalizer.stats[emb] = norm.stats[emb]
     pol.normalizer.modes.setdefault("action_delta", recipe.policy.action_norm)
@@ -258,10 +262,12 @@ def _asdict(x):
 
 def evaluate_checkpoint(checkpoint: str | Path, scenarios, safety: bool = True, video: str | Path | None = None,
                         with_expert: bool = True, slots: int = 2, workers: bool = True,
-                        progress: bool = True) -> dict[str, Any]:
+                        progress: bool = True, planner: str | Path | None = None,
+                        plan_set: list[str] | tuple = ()) -> dict[str, Any]:
     """Closed-loop evaluation of a checkpoint beside the expert on the same scenarios: per-episode
     records, one summary row per (agent, env), and the per-instruction success rows. `slots` envs
-    run at once (in worker processes with `workers`)."""
+    run at once (in worker processes with `workers`). With a `planner` directory (`physai plan`),
+    the same checkpoint also drives with world-model planning (agent `physai+plan`, same seeds)."""
     from physai.policy import Policy
     from physai.sim.evaluate import ExpertAgent, PolicyAgent, evaluate, summarize
     from physai.sim.instructions import instruction_rows
@@ -271,9 +277,24 @@ def evaluate_checkpoint(checkpoint: str | Path, scenarios, safety: bool = True, 
         if sc.embodiment not in policy.specs:
             raise ConfigError(f"checkpoint '{checkpoint}' has no '{sc.embodiment}' head (has {sorted(policy.specs)})")
     agents: dict[str, Any] = {"physai": lambda env_id: PolicyAgent(policy, embodiment_of(env_id))}
+    plan = None
+    if planner is not None:
+        from physai.overrides import apply_overrides
+        from physai.plan import Planner
+
+        plan = Planner.load(planner, Policy.from_pretrained(checkpoint))
+        plan.cfg = apply_overrides(plan.cfg, list(plan_set))
+        wrong = sorted({sc.embodiment for sc in scenarios} - {plan.cfg.embodiment})
+        if wrong:
+            raise ConfigError(f"planner '{planner}' plans for '{plan.cfg.embodiment}'; the scenarios also drive {wrong}")
+        agents["physai+plan"] = lambda env_id: PolicyAgent(plan, embodiment_of(env_id))
     if with_expert:
         agents["expert"] = ExpertAgent
     res = evaluate(agents, scenarios, safety=safety, video_dir=video, slots=slots, workers=workers and slots > 1,
                    show_progress=progress)
-    return {"checkpoint": str(checkpoint), "safety": safety, "summary": summarize(res),
-            "instructions": instruction_rows(res), "episodes": res}
+    out = {"checkpoint": str(checkpoint), "safety": safety, "summary": summarize(res),
+           "instructions": instruction_rows(res), "episodes": res}
+    if plan is not None:
+        out["planner"] = {"dir": str(planner), "config": dataclasses.asdict(plan.cfg), "plans": plan.plans,
+                          "replaced": plan.replaced, "latency_ms": plan.latency_ms()}
+    return out

@@ -82,6 +82,16 @@ class Policy(nn.Module):
                                               "embodiments": (*self.config.embodiments, spec.name),
                                               "head_types": (*self.config.head_types, (spec.name, head))})
 
+    def replace_head(self, embodiment: str, head: str) -> None:
+        """Give a body a fresh head of another type (e.g. `flow` for a multimodal action
+        distribution), keeping the trunk, stem and world model; the new head starts untrained."""
+        spec = self._spec(embodiment)
+        self.heads[embodiment] = HEADS.get(head)(spec, self.config.trunk.width, self.config.head,
+                                                 self.trunk.backend).to(self.device)
+        types = {**dict(self.config.head_types), embodiment: head}
+        self.config = PolicyConfig.from_dict({**self.config.to_dict(), "head_types": tuple(types.items())})
+        self._graphs.clear()
+
     def finetune_head(self, embodiment: str, train_stem: bool = False) -> list[nn.Parameter]:
         """Freeze everything except `embodiment`'s head (and stem if asked); returns trainable params."""
         self._spec(embodiment)

@@ -35,7 +35,9 @@ class Episode:
     safety: bool = True  # put the family's guard between the driver and the env
     images: bool = True  # render camera images (humanoids can skip them when nothing looks)
     label: bool = False  # also compute the expert's action at every visited state (DAgger, collection)
-    record: bool = False  # bring back every frame (images, proprio, command, label, reward, task) and the trace
+    # bring back every frame (images, proprio, command, label, reward, task), the executed actions
+    # (after the guard), the trace and, with a `reward`, each step's rule-based reward (`step_rewards`)
+    record: bool = False
     action_noise: float = 0.0  # expert driving only: DART noise, fraction of each dimension's half-range
     noise_key: tuple[int, ...] = ()  # seeds the DART noise generator (collection passes (seed, episode))
     video: str | None = None  # write a real-time MP4 roll-out here
@@ -197,12 +199,13 @@ class EnvSlot:
             self.metrics.reset(info)
         self.trace: list[dict] = []
         self.frames: list[tuple] = []
+        self.actions: list[np.ndarray] = []  # executed (after the guard), with `record`
         self.video: list[np.ndarray] = []
         self.guard = self.fam.make_guard(self.spec) if ep.safety else None
         if self.guard is not None:
             self.guard.reset(info.get("sensors"))
         self.sensors = info.get("sensors")
-        self.reward_model, self.reward_sum, self.reward_terms = None, 0.0, {}
+        self.reward_model, self.reward_sum, self.reward_terms, self.step_rewards = None, 0.0, {}, []
         if ep.reward is not None:
             from physai.rl.reward import get_reward
 
@@ -262,6 +265,7 @@ class EnvSlot:
             fired = {k: v - counts0.get(k, 0) for k, v in self.guard.counts.items()} if self.guard is not None else {}
             r, parts = self.reward_model.step(info, act, self.dt, fired)
             self.reward_sum += r
+            self.step_rewards.append(float(r))
             for k, v in parts.items():
                 self.reward_terms[k] += v
             self.feedback = {"reward": r, "terms": parts, "done": bool(ended), "terminated": bool(term),
@@ -270,6 +274,7 @@ class EnvSlot:
             self.metrics.update(obs, act, info, reward)
             self.trace.append(self.fam.trace_step(info))
         if frame is not None:
+            self.actions.append(np.array(act, np.float32))
             self.frames.append((*frame, float(reward), self.fam.task_string(self.spec, self.obs["command"])))
         self.obs, self.sensors, self.t = obs, info.get("sensors"), self.t + 1
         if term or trunc or (ep.max_steps is not None and self.t >= ep.max_steps):
@@ -304,9 +309,11 @@ class EnvSlot:
             res["metrics"] = m
             res["instructions"] = self.fam.score_instructions(sc.commands, self.trace, seconds)
         if ep.record:
-            res["frames"] = self.frames
+            res["frames"], res["actions"] = self.frames, self.actions
             if self.metrics is not None:
                 res["trace"] = list(self.trace)  # the family's per-step trace, entry t after step t
+            if self.reward_model is not None:
+                res["step_rewards"] = list(self.step_rewards)  # the rule-based reward of step t
         if ep.video is not None and self.video:
             from physai.sim.video import write_mp4
 

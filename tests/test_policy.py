@@ -175,6 +175,22 @@ def test_add_new_embodiment_and_train_its_head():
         pol.add_embodiment(get_spec("t1"))
 
 
+def test_replace_head_keeps_the_rest_and_survives_a_round_trip(tmp_path):
+    pol = Policy.build(tiny_config(embodiments=("car", "g1")))
+    SyntheticSource([pol.specs["car"], pol.specs["g1"]]).fit_normalizer(pol)
+    trunk = {k: v.clone() for k, v in pol.trunk.state_dict().items()}
+    g1_before = pol.predict_action_chunk(make_obs(pol.specs["g1"]), "g1")
+    pol.replace_head("car", "flow")
+    assert type(pol.heads["car"]).__name__ == "FlowHead" and pol.config.head_type("car", "l1") == "flow"
+    assert all(torch.equal(v, pol.trunk.state_dict()[k]) for k, v in trunk.items())
+    assert torch.equal(g1_before, pol.predict_action_chunk(make_obs(pol.specs["g1"]), "g1"))
+    loss, m = pol(make_batch(pol.specs["car"]))
+    assert "car/flow_mse" in m and torch.isfinite(loss)
+    pol.save_pretrained(tmp_path / "ck")
+    back = Policy.from_pretrained(tmp_path / "ck")
+    assert type(back.heads["car"]).__name__ == "FlowHead"
+
+
 def test_tokens_head_with_longlat_tokenizer():
     pol = Policy.build(tiny_config(embodiments=("car",), head_types=(("car", "tokens"),),
                                    head=HeadConfig(chunk_size=4, depth=1, heads=2, tokenizer="longlat")))

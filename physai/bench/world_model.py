@@ -53,7 +53,7 @@ def _arrays(res: dict, spec) -> dict[str, np.ndarray]:
     frames = res["frames"]  # (images {cam: [H, W, 3]}, proprio, command, label, reward, task)
     img = np.stack([np.stack([f[0][c.name].transpose(2, 0, 1) for c in spec.cameras]) for f in frames])  # [N, C, 3, H, W]
     return {"image": img, "proprio": np.stack([f[1] for f in frames]), "command": np.stack([f[2] for f in frames]),
-            "action": np.stack([f[3] for f in frames]).astype(np.float32)}
+            "action": np.stack(res["actions"]).astype(np.float32)}  # executed
 
 
 @torch.no_grad()

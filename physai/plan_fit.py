@@ -1,0 +1,118 @@
+"""Fit a planner's value head from the policy's own roll-outs (`physai plan`).
+
+The policy drives `episodes` episodes (seeds from `seed`, the recipe's env options and the family's
+random instructions; by default without the guard, so that collisions and their cost are in the
+data), the runner scores each step with the family's rule-based reward, and every frame is encoded.
+Targets are the discounted reward-to-go over `value_steps`. The head learns from two inputs per
+frame: the encoder's tokens of frame t (target G_t) and the tokens the world model imagines for
+frame t+H from frame t and the actions really taken (target G_{t+H}), the input the planner gives
+it. The last quarter of the episodes is held out: the report gives the Pearson correlation of the
+prediction with the real reward-to-go there, from real and from imagined tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from physai.plan import Planner, PlannerConfig, TokenValue, reward_to_go
+from physai.sim.family import family_for_env
+from physai.sim.rollout import Episode, PolicyDriver, run_episodes
+from physai.sim.suite import Scenario
+from physai.validate import prepare_observation
+
+
+def policy_rollouts(policy, env_id: str, options: dict, episodes: int, seed: int, seconds: float,
+                    safety: bool = False, slots: int = 2) -> list[dict]:
+    fam = family_for_env(env_id)
+    emb = fam.embodiment_of(env_id)
+    eps = [Episode(Scenario(env_id, seed + i, seconds, dict(options),
+                            fam.random_commands(env_id, np.random.default_rng([seed + i, 23]), seconds)),
+                   safety=safety, record=True, reward=fam.default_reward or None) for i in range(episodes)]
+    return run_episodes(PolicyDriver(policy, emb), eps, slots=slots, workers=fam.spawnable and slots > 1)
+
+
+@torch.no_grad()
+def _features(policy, res: dict, emb: str, H: int, batch: int = 128) -> dict[str, np.ndarray]:
+    """Real tokens of every frame and the tokens imagined one chunk later from it."""
+    spec = policy.specs[emb]
+    frames = res["frames"]
+    img = np.stack([np.stack([f[0][c.name].transpose(2, 0, 1) for c in spec.cameras]) for f in frames])
+    prop = np.stack([f[1] for f in frames]).astype(np.float32)
+    cmd = np.stack([f[2] for f in frames]).astype(np.float32)
+    act = np.stack(res["actions"]).astype(np.float32)  # executed
+    real, imag = [], []
+    for i in range(0, len(frames), batch):
+        o = {"image": img[i:i + batch], "proprio": prop[i:i + batch], "command": cmd[i:i + batch]}
+        oo, _ = prepare_observation(o, spec, policy.device, policy.config.stem.n_obs_steps)
+        real.append(policy.encode(policy._norm_obs(oo, emb), emb)["quantized"].cpu().numpy())
+    n_im = max(0, len(frames) - H)
+    for i in range(0, n_im, batch):
+        j = np.arange(i, min(i + batch, n_im))
+        o = {"image": img[j], "proprio": prop[j], "command": cmd[j]}
+        a = act[j[:, None] + np.arange(H)[None]]
+        imag.append(policy.imagine(o, torch.as_tensor(a), emb).quantized[:, 0].cpu().numpy())
+    return {"real": np.concatenate(real), "imagined": np.concatenate(imag) if imag else np.zeros((0,) + real[0].shape[1:]),
+            "command": cmd}
+
+
+def fit_value(policy, env_id: str, options: dict, config: PlannerConfig, episodes: int = 16, seed: int = 300000,
+              seconds: float = 30.0, safety: bool = False, steps: int = 1500, lr: float = 1e-3,
+              log: Callable[[str], None] = lambda m: None) -> tuple[Planner, dict[str, Any]]:
+    """Roll out, fit the value head, return (planner, report)."""
+    emb = family_for_env(env_id).embodiment_of(env_id)
+    H = policy.config.head.chunk_size
+    policy.eval()
+    log(f"{episodes} policy roll-outs on {env_id} (guard {'on' if safety else 'off'}), seeds {seed}+")
+    runs = policy_rollouts(policy, env_id, options, episodes, seed, seconds, safety=safety)
+    data = []
+    for r in runs:
+        f = _features(policy, r, emb, H)
+        g = reward_to_go(np.asarray(r["step_rewards"]), config.value_steps, config.gamma)
+        data.append((f, g))
+    n_test = max(1, len(data) // 4)
+    train, test = data[:-n_test], data[-n_test:]
+
+    def stack(parts):
+        xs, cs, ys = [], [], []
+        for f, g in parts:
+            xs += [f["real"], f["imagined"]]
+            cs += [f["command"], f["command"][H:H + len(f["imagined"])]]
+            ys += [g, g[H:H + len(f["imagined"])]]
+        return (torch.as_tensor(np.concatenate(xs)), torch.as_tensor(np.concatenate(cs)),
+                torch.as_tensor(np.concatenate(ys), dtype=torch.float32))
+
+    x, c, y = stack(train)
+    spec = policy.specs[emb]
+    value = TokenValue(policy.config.n_readout, policy.bottleneck.fsq.dim, spec.command_dim, config.hidden)
+    value.target_mean.fill_(float(y.mean()))
+    value.target_std.fill_(float(y.std().clamp_min(1e-3)))
+    opt = torch.optim.AdamW(value.parameters(), lr=lr, weight_decay=1e-4)
+    g = torch.Generator().manual_seed(config.seed)
+    for step in range(steps):
+        idx = torch.randint(0, len(y), (256,), generator=g)
+        pred = value(x[idx], c[idx])
+        loss = (((pred - y[idx]) / value.target_std) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    value.eval()
+    report: dict[str, Any] = {"env": env_id, "episodes": episodes, "seed": seed, "safety": safety,
+                              "train_frames": int(len(y)), "collisions": float(np.mean([r["metrics"].get("collision", 0) for r in runs]))}
+    with torch.no_grad():
+        for kind in ("real", "imagined"):
+            ps, ts = [], []
+            for f, gt in test:
+                q = torch.as_tensor(f[kind])
+                cm = torch.as_tensor(f["command"] if kind == "real" else f["command"][H:H + len(q)])
+                ps.append(value(q, cm).numpy())
+                ts.append(gt if kind == "real" else gt[H:H + len(q)])
+            p, t = np.concatenate(ps), np.concatenate(ts)
+            report[f"corr_{kind}"] = float(np.corrcoef(p, t)[0, 1]) if p.std() > 0 and t.std() > 0 else math.nan
+            report[f"test_frames_{kind}"] = int(len(t))
+    log(f"value head: correlation with the real reward-to-go on {n_test} held-out episodes: "
+        f"real tokens {report['corr_real']:.3f}, imagined {report['corr_imagined']:.3f}")
+    return Planner(policy, value, config), report
