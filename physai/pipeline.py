@@ -195,9 +195,11 @@ def dagger_round(recipe, out: Path, r: int, policy, base: dict[Path, float],
 
 
 def train_recipe(recipe, out: str | Path, resume: bool = True, progress: bool = True,
-                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 log: Callable[[str], None] | None = None,
+                 extra_rounds: list[dict[Path, Path]] | None = None) -> dict[str, Any]:
     """Record (cached), train with the recipe's DAgger rounds, resume from `out`; `log` gets a line
-    per DAgger round (the CLI prints them)."""
+    per DAgger round (the CLI prints them). `extra_rounds`: more labelled datasets ({dataset: the
+    recording it extends}, e.g. the flywheel's mined frames), mixed in like DAgger data."""
     from physai.data import format as F
     from physai.trainer import Trainer
 
@@ -215,7 +217,10 @@ def train_recipe(recipe, out: str | Path, resume: bool = True, progress: bool = 
         idx = torch.randint(0, n, (min(64, n),), generator=val_rng).tolist()
         val.append(loader.batch_for(emb, idx))
     bounds = dagger_boundaries(recipe)
-    rounds: list[dict[Path, Path]] = []  # per completed round: {DAgger dataset: recording it extends}
+    rounds: list[dict[Path, Path]] = list(extra_rounds or [])  # per round: {DAgger dataset: recording it extends}
+    n_extra = len(rounds)
+    if rounds:
+        loader = _make_loader(recipe, base, rounds, frames_cache)
     latest = Trainer.latest_in(out) if resume else None
     if latest is not None:  # rebuild the data the checkpoint was trained on: rounds completed before its step
         step = Trainer.step_of(latest)
@@ -234,7 +239,7 @@ def train_recipe(recipe, out: str | Path, resume: bool = True, progress: bool = 
     t0 = time.perf_counter()
     dagger_s = 0.0
     for r, b in enumerate(bounds, 1):
-        if r <= len(rounds):
+        if r <= len(rounds) - n_extra:
             continue
         trainer.fit(show_progress=progress, until=b)
         if trainer.step < b:

@@ -85,6 +85,10 @@ class BodyFamily:
     # a linear probe, clipped at `probe_cap`; "" = none. See `counterfactual_actions`
     probe_key: str = ""
     probe_cap: float = float("inf")
+    # the flywheel's hard cases: a trace key that marks a failure (car: collision; humanoid: fell) and
+    # one whose low values mark a near miss (car: time-to-collision s); "" = none
+    failure_key: str = ""
+    risk_key: str = ""
 
     # ---- envs ------------------------------------------------------------------------------------
     def owns(self, env_id: str) -> bool:

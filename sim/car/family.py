@@ -44,6 +44,7 @@ class CarFamily(BodyFamily):
     record_config = CarRecordConfig
     default_reward = "car"
     probe_key, probe_cap = "lead_gap", 60.0  # m to the car ahead in the ego lane (none ahead: far)
+    failure_key, risk_key = "collision", "ttc"
     metric_columns = ("progress_m", "collision", "offroad_s", "lane_error_m", "mean_abs_jerk",
                       "speed_limit_compliance", "stall_s", "length_s", "driving_score", "safety_interventions")
 

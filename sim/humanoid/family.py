@@ -67,6 +67,7 @@ class HumanoidFamily(BodyFamily):
     spawnable = True
     record_config = HumanoidRecordConfig
     default_reward = "humanoid"
+    failure_key = "fell"  # flywheel: the frames before a fall are hard cases
     metric_columns = ("fell", "survival_s", "tracking_error", "energy_J", "action_smoothness", "length_s",
                       "safety_interventions")
     rollout_processes = 2  # humanoid roll-outs are the slow ones

@@ -1,4 +1,5 @@
-"""`physai plan`: argument parsing and printing only; the work is in `physai.plan_fit.fit_value`."""
+"""`physai plan` and `physai flywheel`: argument parsing and printing only; the work is in
+`physai.plan_fit.fit_value` and `physai.flywheel.run_flywheel`."""
 
 from __future__ import annotations
 
@@ -33,6 +34,26 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def cmd_flywheel(args) -> int:
+    from physai.errors import ConfigError
+    from physai.flywheel import FlywheelRecipe, run_flywheel
+    from physai.overrides import apply_overrides
+    from physai.recipes import get_recipe
+
+    fw = get_recipe(args.recipe)()
+    if not isinstance(fw, FlywheelRecipe):
+        raise ConfigError(f"recipe '{args.recipe}' is not a flywheel recipe (flywheel_car)")
+    fw = apply_overrides(fw, args.set or [])
+    res = run_flywheel(args.checkpoint, fw, args.out, data_root=args.data_root, log=lambda m: console.print(f"[dim]{m}[/]"))
+    cols = ["arm", "round", "frames_added", "hard_frames", "dup_share", "guard_off/collision", "guard_off/fell",
+            "guard_off/progress_m", "guard_on/collision", "guard_on/guard_aeb", "guard_on/progress_m", "guard_on/reward"]
+    cols = [c for c in cols if any(c in r for r in res["rows"])]
+    print_table(res["rows"], f"physai flywheel ({fw.env}, held-out suite {fw.eval_suite}; "
+                f"{res['seconds']:.0f} s)", cols)
+    console.print(f"wrote {Path(args.out) / 'flywheel.json'}")
+    return 0
+
+
 def add_parsers(sub) -> None:
     p = sub.add_parser("plan", help="fit a value head on physical tokens for world-model planning (eval --planner)")
     p.add_argument("--checkpoint", required=True, help="policy checkpoint (with a world model)")
@@ -46,3 +67,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="planner setting, e.g. candidates=32 or noise=0.2")
     p.add_argument("--out", required=True, help="planner directory")
     p.set_defaults(fn=cmd_plan)
+
+    p = sub.add_parser("flywheel", help="evaluate, mine hard cases, relabel, dedup, retrain; mined vs uniform arms")
+    p.add_argument("--checkpoint", required=True, help="the checkpoint round 0 starts from")
+    p.add_argument("--recipe", default="flywheel_car")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. rounds=3, episodes=8, mine.ttc_s=1.5")
+    p.add_argument("--data-root", help="where the retrain recipe's recordings are cached (default: its data.root)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=cmd_flywheel)
