@@ -74,7 +74,7 @@ def reward_to_go(rewards: np.ndarray, steps: int, gamma: float) -> np.ndarray:
     """G_t = sum_{i < steps} gamma^i r_{t+i}, truncated at the episode's end. [T] -> [T]"""
     r = np.asarray(rewards, np.float64)
     out = np.zeros_like(r)
-    for i in range(steps):
+    for i in range(min(steps, len(r))):
         out[: len(r) - i] += gamma ** i * r[i:]
     return out
 

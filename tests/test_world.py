@@ -143,3 +143,44 @@ def test_bench_world_model_scores_against_real_rollouts(tmp_path, monkeypatch):
     monkeypatch.setattr(Policy, "imagine", copy_imagine)
     res = wmb.bench_world_model(str(tmp_path / "ck"), episodes=2, seconds=4.0, horizon=2, stride=2)
     assert all(r["wm_top1"] == pytest.approx(r["copy_top1"]) for r in res["rows"])
+
+
+def test_reward_to_go_truncates_at_the_episode_end():
+    from physai.plan import reward_to_go
+
+    r = np.array([1.0, 0.0, 2.0, -10.0])
+    assert np.allclose(reward_to_go(r, 2, 0.5), [1.0, 1.0, -3.0, -10.0])
+    assert np.allclose(reward_to_go(r[:1], 15, 0.9), [1.0])  # an episode shorter than the window
+
+
+def test_planner_candidates_scores_and_round_trip(tmp_path):
+    from physai.errors import CheckpointError
+    from physai.plan import Planner, PlannerConfig, TokenValue
+
+    policy, spec = _policy()
+    value = TokenValue(policy.config.n_readout, policy.bottleneck.fsq.dim, spec.command_dim, hidden=16)
+    plan = Planner(policy, value, PlannerConfig(embodiment="car", candidates=6, noise=0.5, hidden=16))
+    obs = _obs(spec)
+    head = policy.predict_action_chunk(obs, "car")
+    cands = plan.candidates(head)
+    assert cands.shape == (3, 6, *head.shape[1:]) and torch.equal(cands[:, 0], head)
+    lo, hi = torch.tensor(spec.low), torch.tensor(spec.high)
+    assert ((cands >= lo) & (cands <= hi)).all() and not torch.allclose(cands[:, 1], head)
+    out = plan.predict_action_chunk(obs, "car")
+    assert out.shape == head.shape and torch.isfinite(out).all()
+    scores = plan.score(obs, plan.candidates(head))  # the executed chunk is the best-scoring candidate
+    assert scores.shape == (3, 6)
+    never = Planner(policy, value, PlannerConfig(embodiment="car", candidates=6, margin=1e9, hidden=16))
+    assert torch.equal(never.predict_action_chunk(obs, "car"), head) and never.replaced == 0
+    plan.save(tmp_path / "p")
+    back = Planner.load(tmp_path / "p", policy)
+    assert back.cfg == plan.cfg
+    q = torch.zeros(2, policy.config.n_readout, policy.bottleneck.fsq.dim)
+    c = torch.zeros(2, spec.command_dim)
+    assert torch.equal(back.value(q, c), plan.value(q, c))
+    lat = plan.latency_ms()
+    assert lat["calls"] == 1 and lat["budget_ms"] == pytest.approx(1000 / spec.control_hz)
+    with pytest.raises(CheckpointError, match="planner"):
+        Planner.load(tmp_path / "nothing", policy)
+    with pytest.raises(ConfigError, match="candidates"):
+        PlannerConfig(candidates=0)
