@@ -55,7 +55,7 @@ def _features(policy, res: dict, emb: str, H: int, batch: int = 128) -> dict[str
         o = {"image": img[j], "proprio": prop[j], "command": cmd[j]}
         a = act[j[:, None] + np.arange(H)[None]]
         imag.append(policy.imagine(o, torch.as_tensor(a), emb).quantized[:, 0].cpu().numpy())
-    return {"real": np.concatenate(real), "imagined": np.concatenate(imag) if imag else np.zeros((0,) + real[0].shape[1:]),
+    return {"real": np.concatenate(real), "imagined": np.concatenate(imag) if imag else np.zeros((0,) + real[0].shape[1:], np.float32),
             "command": cmd}
 
 
@@ -82,7 +82,7 @@ def fit_value(policy, env_id: str, options: dict, config: PlannerConfig, episode
             xs += [f["real"], f["imagined"]]
             cs += [f["command"], f["command"][H:H + len(f["imagined"])]]
             ys += [g, g[H:H + len(f["imagined"])]]
-        return (torch.as_tensor(np.concatenate(xs)), torch.as_tensor(np.concatenate(cs)),
+        return (torch.as_tensor(np.concatenate(xs), dtype=torch.float32), torch.as_tensor(np.concatenate(cs), dtype=torch.float32),
                 torch.as_tensor(np.concatenate(ys), dtype=torch.float32))
 
     x, c, y = stack(train)
