@@ -93,12 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="physai", description="physai: physical-AI policies for cars and humanoids")
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, attention backend, presets, registries").set_defaults(fn=cmd_info)
-    from physai import cli_bench, cli_data, cli_rl, cli_run, cli_world
+    from physai import cli_bench, cli_data, cli_deploy, cli_rl, cli_run, cli_world
 
     cli_data.add_parsers(sub)
     cli_run.add_parsers(sub)
     cli_rl.add_parsers(sub)
     cli_world.add_parsers(sub)
+    cli_deploy.add_parsers(sub)
     cli_bench.add_parsers(sub)
     return ap
 

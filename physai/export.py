@@ -94,3 +94,48 @@ def export_policy(policy, embodiment: str, out: str | Path, fmt: str = "onnx") -
     tmp.replace(out)  # a crash never leaves a half-written model under the final name
     Path(str(out) + ".json").write_text(json.dumps(meta, indent=1))
     return out
+
+
+def random_observations(spec, n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Observations within the spec's ranges (images uniform, proprio ~N(0, 1), default command)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    cams = spec.cameras
+    return [{"image": rng.integers(0, 256, (len(cams), 3, cams[0].height, cams[0].width), dtype=np.uint8),
+             "proprio": rng.standard_normal(spec.proprio_dim).astype(np.float32),
+             "command": spec.encode_command(spec.default_command())} for _ in range(n)]
+
+
+def load_exported(path: str | Path, fmt: str):
+    """A callable obs -> chunk [H, A] (numpy) for an exported file."""
+    import numpy as np
+
+    if fmt == "onnx":
+        from physai.runtime import OnnxPolicy
+
+        rt = OnnxPolicy(path)
+        return rt.predict_action_chunk
+    prog = torch.export.load(str(path))
+    meta = json.loads(Path(str(path) + ".json").read_text())
+    T = meta["n_obs_steps"]
+
+    def run(obs):
+        img = torch.as_tensor(obs["image"])[None, None].repeat(1, T, 1, 1, 1, 1)
+        p = torch.as_tensor(obs["proprio"])[None, None].repeat(1, T, 1)
+        c = torch.as_tensor(np.asarray(obs["command"], np.float32))[None]
+        return prog.module()(img, p, c)[0].detach().numpy()
+
+    return run
+
+
+def parity(policy, embodiment: str, path: str | Path, fmt: str, samples: int = 16) -> float:
+    """max |exported - eager| over `samples` random observations (physical units)."""
+    import numpy as np
+
+    run = load_exported(path, fmt)
+    worst = 0.0
+    for obs in random_observations(policy.specs[embodiment], samples):
+        eager = policy.predict_action_chunk(obs, embodiment).numpy()
+        worst = max(worst, float(np.abs(run(obs) - eager).max()))
+    return worst
