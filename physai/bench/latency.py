@@ -1,7 +1,11 @@
 """`physai bench latency`: `select_action` wall time of physai against LeRobot's ACT on the same
 observations, in the same process and threads, re-planning on every call so each call is a full
 inference. physai is timed eager and after `optimize_for_inference` (traced, frozen graph); the
-rows carry p50 / p99 / mean in ms and the physai/ACT ratios. A measurement, asserted nowhere.
+rows carry p50 / p99 / mean in ms and the physai/ACT ratios. With `variants`, the deployment
+path is timed too on the same observations: PyTorch dynamic int8, the ONNX export run by
+onnxruntime (fp32) and onnxruntime's dynamic int8 of it; each variant's row also carries its
+action agreement with eager fp32 (cosine of the chunks, max |difference| in physical units) and
+the body's control period (`budget_ms`). A measurement, asserted nowhere.
 """
 
 from __future__ import annotations
@@ -17,15 +21,65 @@ from physai.embodiments import get_spec
 from physai.testing import make_obs
 
 
-def bench_latency(threads: int = 2, calls: int = 100, chunk: int = 8, preset: str = "nano") -> dict[str, Any]:
-    """Rows of (embodiment, policy, params_M, p50_ms, p99_ms, mean_ms) for car and G1."""
+def _agreement(ref: list[np.ndarray], out: list[np.ndarray]) -> dict[str, float]:
+    a, b = np.stack(ref).reshape(len(ref), -1), np.stack(out).reshape(len(out), -1)
+    cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    return {"cosine": float(cos.min()), "max_abs_diff": float(np.abs(a - b).max())}
+
+
+def _variants(pol, emb: str, obs: list[dict], calls: int, threads: int, tmp: str) -> list[dict[str, Any]]:
+    """Rows for int8 / ONNX / ONNX int8 of `pol` on `obs`, with agreement against eager fp32."""
+    from pathlib import Path
+
+    from physai.export import export_policy
+    from physai.quantize import quantize_int8, quantize_onnx_int8
+    from physai.runtime import OnnxPolicy
+
+    with torch.inference_mode():
+        ref = [pol.predict_action_chunk(o, emb).numpy() for o in obs]
+    q = quantize_int8(pol)
+    onnx_path = export_policy(pol, emb, Path(tmp) / f"{emb}.onnx")
+    q_path = quantize_onnx_int8(onnx_path, Path(tmp) / f"{emb}.int8.onnx")
+    runs = {"physai int8 (torch dynamic)": lambda o: q.predict_action_chunk(o, emb).numpy(),
+            "physai ONNX (onnxruntime fp32)": OnnxPolicy(onnx_path, threads).predict_action_chunk,
+            "physai ONNX int8 (onnxruntime dynamic)": OnnxPolicy(q_path, threads).predict_action_chunk}
+    rows = []
+    for name, fn in runs.items():
+        i = {"k": 0}
+
+        def call(fn=fn):
+            i["k"] += 1
+            return fn(obs[i["k"] % len(obs)])
+
+        with torch.inference_mode():
+            t = percentile_ms(call, calls)
+            agree = _agreement(ref, [fn(o) for o in obs])
+        rows.append({"embodiment": emb, "policy": name, "params_M": n_params(pol) / 1e6, **t, **agree})
+    return rows
+
+
+def bench_latency(threads: int = 2, calls: int = 100, chunk: int = 8, preset: str = "nano",
+                  checkpoint: str | None = None, variants: bool = True) -> dict[str, Any]:
+    """Rows of (embodiment, policy, params_M, p50_ms, p99_ms, mean_ms[, cosine, max_abs_diff],
+    budget_ms) for car and G1 (or the bodies of `checkpoint`)."""
+    import dataclasses
+    import tempfile
+
+    from physai.policy import Policy
+
     torch.set_num_threads(threads)
     rows = []
-    for emb in ("car", "g1"):
-        spec = get_spec(emb)
+    trained = Policy.from_pretrained(checkpoint) if checkpoint else None
+    if trained is not None:  # re-plan every call: full inference each time
+        trained.config = dataclasses.replace(trained.config, n_action_steps=1, temporal_ensemble=None)
+    tmp = tempfile.mkdtemp(prefix="physai-latency-")
+    for emb in (trained.config.embodiments if trained is not None else ("car", "g1")):
+        spec = trained.specs[emb] if trained is not None else get_spec(emb)
         rng = np.random.default_rng(0)
         obs = [make_obs(spec, rng) for _ in range(16)]
-        pol = _physai_policy([emb], preset, chunk, n_action_steps=1)  # re-plan every call: full inference each time
+        pol = trained.eval() if trained is not None else _physai_policy([emb], preset, chunk, n_action_steps=1)
+        pol.optimize_for_inference(False)
+        chunk = pol.config.head.chunk_size
         act = LeRobotBaseline("act", spec, chunk_size=chunk, n_action_steps=1).eval()  # LeRobot ACT defaults otherwise
         i = {"k": 0}
 
@@ -44,4 +98,19 @@ def bench_latency(threads: int = 2, calls: int = 100, chunk: int = 8, preset: st
         rows.append({"embodiment": emb, "policy": "lerobot ACT", "params_M": n_params(act) / 1e6, **a})
         rows.append({"embodiment": emb, "policy": "ratio physai/ACT", "params_M": float("nan"),
                      "p50_ms": p["p50_ms"] / a["p50_ms"], "p99_ms": p["p99_ms"] / a["p99_ms"], "mean_ms": p["mean_ms"] / a["mean_ms"]})
-    return {"threads": threads, "calls": calls, "chunk_size": chunk, "n_action_steps": 1, "rows": rows}
+        if variants:
+            pol.optimize_for_inference(False)
+            var = _variants(pol, emb, obs, calls, threads, tmp)
+            rows += var
+            best = min(var, key=lambda r: r["p50_ms"])
+            rows.append({"embodiment": emb, "policy": f"ratio {best['policy']} / eager", "params_M": float("nan"),
+                         "p50_ms": best["p50_ms"] / e["p50_ms"], "p99_ms": best["p99_ms"] / e["p99_ms"],
+                         "mean_ms": best["mean_ms"] / e["mean_ms"]})
+            rows.append({"embodiment": emb, "policy": f"ratio {best['policy']} / ACT", "params_M": float("nan"),
+                         "p50_ms": best["p50_ms"] / a["p50_ms"], "p99_ms": best["p99_ms"] / a["p99_ms"],
+                         "mean_ms": best["mean_ms"] / a["mean_ms"]})
+        for r in rows:
+            if r["embodiment"] == emb:
+                r["budget_ms"] = 1e3 / spec.control_hz
+    return {"threads": threads, "calls": calls, "chunk_size": chunk, "n_action_steps": 1, "rows": rows,
+            "checkpoint": checkpoint}
