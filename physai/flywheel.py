@@ -11,8 +11,11 @@ failures happen) while the body family's expert labels every visited state. Hard
 - high world-model surprise: the cross-entropy of the real codes one chunk later under the world
   model's prediction from the frame and the actions taken, in the round's top `surprise_share`.
 
-Near-duplicates are dropped by their physical-token codes (a frame whose code tuple an earlier kept
-frame of this flywheel already has); the share dropped is reported. The kept frames, each extended
+Near-duplicates are dropped against the frames kept so far by other hard segments (this round's
+and earlier rounds'; neighbours within a segment are its trajectory, not duplicates): with
+`dedup="embedding"` (default) a frame whose standardized mean-pooled trunk embedding has a cosine
+above `dedup_cos` with a kept one, with `dedup="codes"` one whose physical-token code tuple a kept
+frame has; the share dropped is reported. The kept frames, each extended
 by one action chunk of the following frames (the chunk targets), are written as episodes of a
 LeRobot dataset under `out/<arm>/round_k/`, and the checkpoint is fine-tuned on the retrain recipe's
 data plus every round's frames so far (as DAgger data of its first dataset of that body). The
@@ -44,12 +47,15 @@ class MineConfig:
     risk_below: float = 2.0  # near miss: the family's risk_key below this (car: TTC seconds)
     instruction_s: float = 5.0  # frames this long after a failed instruction's command are hard
     surprise_share: float = 0.1  # the most surprising share of a round's frames are hard
-    dedup: bool = True  # drop frames whose physical-token codes an earlier kept frame has
+    dedup: str = "embedding"  # near-duplicates by trunk embedding, by physical-token "codes", or "none"
+    dedup_cos: float = 0.999  # embedding cosine above which a frame duplicates a kept one
 
     def __post_init__(self):
         for k in ("before_s", "risk_below", "instruction_s"):
             if not isinstance(getattr(self, k), (int, float)) or getattr(self, k) < 0:
                 raise ConfigError(f"flywheel.mine.{k} must be a number >= 0, got {getattr(self, k)!r}")
+        if self.dedup not in ("embedding", "codes", "none"):
+            raise ConfigError(f"flywheel.mine.dedup must be 'embedding', 'codes' or 'none', got {self.dedup!r}")
         if not 0 <= self.surprise_share <= 1:
             raise ConfigError(f"flywheel.mine.surprise_share must be in [0, 1], got {self.surprise_share!r}")
 
@@ -107,13 +113,22 @@ def hard_mask(res: dict, fam, dt: float, cfg: MineConfig, surprise: np.ndarray |
 
 
 @torch.no_grad()
-def codes_and_surprise(policy, res: dict, emb: str, batch: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """Codes [N, K] of every frame and the world model's surprise [N] (CE of the real codes one chunk
-    later under its prediction; NaN where no frame is one chunk later)."""
-    from physai.bench.world_model import _arrays, _encode
+def codes_and_surprise(policy, res: dict, emb: str, batch: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Codes [N, K], mean-pooled trunk embeddings [N, W] of every frame and the world model's
+    surprise [N] (CE of the real codes one chunk later under its prediction; NaN where no frame is
+    one chunk later)."""
+    from physai.bench.world_model import _arrays
+    from physai.validate import prepare_observation
 
     ep = _arrays(res, policy.specs[emb])
-    codes, _ = _encode(policy, ep, emb, batch)
+    codes, embs = [], []
+    for i in range(0, len(ep["proprio"]), batch):
+        o, _ = prepare_observation({k: ep[k][i:i + batch] for k in ("image", "proprio", "command")},
+                                   policy.specs[emb], policy.device, policy.config.stem.n_obs_steps)
+        f = policy.encode(policy._norm_obs(o, emb), emb)
+        codes.append(f["codes"].cpu().numpy())
+        embs.append(f.get("trunk", f["tokens"]).mean(1).float().cpu().numpy())
+    codes = np.concatenate(codes)
     H, n = policy.config.head.chunk_size, len(codes)
     ce = np.full(n, np.nan)
     for i in range(0, max(0, n - H), batch):
@@ -122,7 +137,41 @@ def codes_and_surprise(policy, res: dict, emb: str, batch: int = 128) -> tuple[n
                              torch.as_tensor(ep["action"][j[:, None] + np.arange(H)[None]]), emb)
         logp = out.logits[:, 0].float().log_softmax(-1).numpy()  # [b, K, V]
         ce[j] = -np.take_along_axis(logp, codes[j + H][..., None], -1)[..., 0].mean(1)
-    return codes, ce
+    return codes, np.concatenate(embs), ce
+
+
+class Deduper:
+    """Keeps a bank of kept frames; `keep(codes, embs)` -> bool [n] for one hard segment (compared with
+    the bank only, then added to it)."""
+
+    def __init__(self, cfg: MineConfig):
+        self.cfg, self.codes, self.embs = cfg, set(), []
+        self.mean = self.std = None
+
+    def standardize_with(self, embs: np.ndarray) -> None:
+        if self.mean is None:  # the first round's statistics, fixed for the whole flywheel
+            self.mean, self.std = embs.mean(0), embs.std(0) + 1e-6
+
+    def _unit(self, e: np.ndarray) -> np.ndarray:
+        z = (e - self.mean) / self.std
+        return z / np.maximum(np.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
+
+    def keep(self, codes: np.ndarray, embs: np.ndarray) -> np.ndarray:
+        n = len(codes)
+        if self.cfg.dedup == "none":
+            return np.ones(n, bool)
+        if self.cfg.dedup == "codes":
+            out = np.array([tuple(c.tolist()) not in self.codes for c in codes], bool)
+            self.codes |= {tuple(c.tolist()) for c in codes[out]}
+            return out
+        u = self._unit(embs)
+        if self.embs:
+            bank = np.concatenate(self.embs)
+            out = (u @ bank.T).max(1) <= self.cfg.dedup_cos
+        else:
+            out = np.ones(n, bool)
+        self.embs.append(u[out])
+        return out
 
 
 def segments(mask: np.ndarray, extend: int) -> list[tuple[int, int]]:
@@ -220,7 +269,7 @@ def run_flywheel(checkpoint: str | Path, fw: FlywheelRecipe, out: str | Path, da
     rows = [{"arm": arm, "round": 0, "frames_added": 0, **_flat(start)} for arm in fw.arms]
     rng = np.random.default_rng(fw.seed)
     for arm in fw.arms:
-        ck, extra, seen = Path(checkpoint), [], set()
+        ck, extra, dedup = Path(checkpoint), [], Deduper(fw.mine)
         for r in range(1, fw.rounds + 1):
             t = time.perf_counter()
             runs = _rollouts(ck, fw, r)
@@ -229,27 +278,23 @@ def run_flywheel(checkpoint: str | Path, fw: FlywheelRecipe, out: str | Path, da
             H = policy.config.head.chunk_size
             masks, n_hard, n_dup, rule_counts = [], 0, 0, {}
             for res in runs:
-                codes, ce = codes_and_surprise(policy, res, emb)
-                masks.append((codes, ce))
-            ces = np.concatenate([ce for _, ce in masks])
+                masks.append(codes_and_surprise(policy, res, emb))
+            dedup.standardize_with(np.concatenate([e for _, e, _ in masks]))
+            ces = np.concatenate([ce for _, _, ce in masks])
             thr = np.nanquantile(ces, 1 - fw.mine.surprise_share) if fw.mine.surprise_share > 0 else np.inf
             segs = []
             if arm == "mined":
-                for res, (codes, ce) in zip(runs, masks):
+                for res, (codes, embs, ce) in zip(runs, masks):
                     rules = hard_mask(res, fam, dt, fw.mine, np.nan_to_num(ce, nan=-np.inf) >= thr)
                     hard = np.zeros(len(codes), bool)
                     for k, m in rules.items():
                         hard |= m
                         rule_counts[k] = rule_counts.get(k, 0) + int(m.sum())
                     n_hard += int(hard.sum())
-                    if fw.mine.dedup:
-                        for i in np.where(hard)[0]:
-                            key = tuple(codes[i].tolist())
-                            if key in seen:
-                                hard[i] = False
-                                n_dup += 1
-                            else:
-                                seen.add(key)
+                    for s, e in segments(hard, 0):  # each hard run against the frames kept before it
+                        kept = dedup.keep(codes[s:e], embs[s:e])
+                        hard[s:e] = kept
+                        n_dup += int((~kept).sum())
                     segs.append(segments(hard, H))
             else:
                 target = rows_target(rows, r) or sum(len(res["frames"]) for res in runs) // 10

@@ -38,6 +38,27 @@ def test_segments_extend_and_merge():
     assert segments(np.zeros(5, bool), 4) == []
 
 
+def test_dedup_compares_with_frames_kept_by_other_segments():
+    from physai.flywheel import Deduper
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((50, 16))
+    d = Deduper(MineConfig(dedup="embedding", dedup_cos=0.99))
+    d.standardize_with(base)
+    seg = base[:10]
+    assert d.keep(np.zeros((10, 4), int), seg).all()  # nothing kept yet: a segment keeps its own neighbours
+    again = d.keep(np.zeros((10, 4), int), seg + 1e-4)  # the same states again: all duplicates
+    assert not again.any()
+    assert d.keep(np.zeros((5, 4), int), base[20:25]).all()  # new states are kept
+    c = Deduper(MineConfig(dedup="codes"))
+    codes = np.array([[1, 2, 3, 4], [1, 2, 3, 4], [5, 6, 7, 8]])
+    assert c.keep(codes, None).tolist() == [True, True, True]
+    assert c.keep(codes[:2], None).tolist() == [False, False]
+    assert Deduper(MineConfig(dedup="none")).keep(codes, None).all()
+    with pytest.raises(ConfigError, match="dedup"):
+        MineConfig(dedup="yes")
+
+
 def test_uniform_arm_adds_as_many_frames():
     rng = np.random.default_rng(0)
     segs = uniform_segments([150, 150, 40], 97, 8, rng)
