@@ -63,7 +63,8 @@ def cmd_eval(args) -> int:
     else:
         scenarios = seeded_scenarios(args.env, args.episodes, args.seed, args.seconds)
     res = evaluate_checkpoint(args.checkpoint, scenarios, safety=not args.no_safety, video=args.video,
-                              slots=args.parallel, planner=args.planner, plan_set=args.plan_set or [])
+                              slots=args.parallel, planner=args.planner, plan_set=args.plan_set or [],
+                              variants=tuple(args.variant or ()))
     print_eval(res, "physai eval")
     if args.json:
         write_json(args.json, res)
@@ -109,6 +110,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-safety", action="store_true", help="run without the safety layer")
     p.add_argument("--planner", help="a `physai plan` directory: adds a `physai+plan` row (world-model planning)")
     p.add_argument("--plan-set", action="append", metavar="KEY=VALUE", help="planner override, e.g. candidates=32")
+    p.add_argument("--variant", action="append", choices=("int8", "onnx", "onnx-int8"),
+                   help="also drive a deployment variant of the checkpoint on the same seeds (repeatable)")
     p.set_defaults(fn=cmd_eval)
 
     p = sub.add_parser("demo", help="record, co-train car+G1, evaluate closed loop, write plots and videos")

@@ -139,3 +139,33 @@ def parity(policy, embodiment: str, path: str | Path, fmt: str, samples: int = 1
         eager = policy.predict_action_chunk(obs, embodiment).numpy()
         worst = max(worst, float(np.abs(run(obs) - eager).max()))
     return worst
+
+
+class ExportedPolicy:
+    """An exported ONNX model behind the interface the roll-out runner's `PolicyDriver` uses
+    (`specs`, `config`, `predict_action_chunk`), so `physai eval --variant onnx|onnx-int8` plays it
+    in the same closed loop, guard included, as the eager policy."""
+
+    def __init__(self, path: str | Path, policy, threads: int | None = None):
+        from physai.runtime import OnnxPolicy
+
+        self.runtime = OnnxPolicy(path, threads)
+        emb = self.runtime.embodiment
+        self.specs = {emb: policy.specs[emb]}
+        self.config = policy.config
+
+    def eval(self) -> "ExportedPolicy":
+        return self
+
+    def optimize_for_inference(self, enabled: bool = True) -> "ExportedPolicy":
+        return self
+
+    def predict_action_chunk(self, obs, embodiment: str, substitute: bool = True) -> torch.Tensor:
+        import numpy as np
+
+        o = {k: (v.cpu().numpy() if hasattr(v, "cpu") else np.asarray(v)) for k, v in obs.items()}
+        if o["image"].ndim == 6:  # [B, T, C, 3, H, W] -> the latest step
+            o["image"] = o["image"][:, -1]
+        if o["proprio"].ndim == 3:
+            o["proprio"] = o["proprio"][:, -1]
+        return torch.from_numpy(self.runtime.predict_action_chunk(o))

@@ -265,14 +265,44 @@ def _asdict(x):
     return dataclasses.asdict(x) if dataclasses.is_dataclass(x) else x
 
 
+VARIANTS = ("int8", "onnx", "onnx-int8")
+
+
+def _variant_agent(policy, variant: str, bodies: set[str]):
+    """A driver factory for a deployment variant of `policy` (see `evaluate_checkpoint`)."""
+    import tempfile
+
+    from physai.sim.evaluate import PolicyAgent
+
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown variant '{variant}'; expected one of {VARIANTS}")
+    if variant == "int8":
+        from physai.quantize import quantize_int8
+
+        q = quantize_int8(policy)
+        return lambda env_id: PolicyAgent(q, embodiment_of(env_id))
+    from physai.export import ExportedPolicy, export_policy
+    from physai.quantize import quantize_onnx_int8
+
+    tmp, models = Path(tempfile.mkdtemp(prefix="physai-variant-")), {}
+    for emb in sorted(bodies):
+        path = export_policy(policy, emb, tmp / f"{emb}.onnx")
+        if variant == "onnx-int8":
+            path = quantize_onnx_int8(path, tmp / f"{emb}.int8.onnx")
+        models[emb] = ExportedPolicy(path, policy)
+    return lambda env_id: PolicyAgent(models[embodiment_of(env_id)], embodiment_of(env_id))
+
+
 def evaluate_checkpoint(checkpoint: str | Path, scenarios, safety: bool = True, video: str | Path | None = None,
                         with_expert: bool = True, slots: int = 2, workers: bool = True,
                         progress: bool = True, planner: str | Path | None = None,
-                        plan_set: list[str] | tuple = ()) -> dict[str, Any]:
+                        plan_set: list[str] | tuple = (), variants: tuple[str, ...] = ()) -> dict[str, Any]:
     """Closed-loop evaluation of a checkpoint beside the expert on the same scenarios: per-episode
     records, one summary row per (agent, env), and the per-instruction success rows. `slots` envs
     run at once (in worker processes with `workers`). With a `planner` directory (`physai plan`),
-    the same checkpoint also drives with world-model planning (agent `physai+plan`, same seeds)."""
+    the same checkpoint also drives with world-model planning (agent `physai+plan`, same seeds).
+    `variants` adds deployment variants of the same checkpoint on the same seeds: `int8` (PyTorch
+    dynamic int8), `onnx` (the export run by onnxruntime), `onnx-int8` (onnxruntime int8 of it)."""
     from physai.policy import Policy
     from physai.sim.evaluate import ExpertAgent, PolicyAgent, evaluate, summarize
     from physai.sim.instructions import instruction_rows
@@ -293,6 +323,8 @@ def evaluate_checkpoint(checkpoint: str | Path, scenarios, safety: bool = True, 
         if wrong:
             raise ConfigError(f"planner '{planner}' plans for '{plan.cfg.embodiment}'; the scenarios also drive {wrong}")
         agents["physai+plan"] = lambda env_id: PolicyAgent(plan, embodiment_of(env_id))
+    for v in variants:
+        agents[f"physai {v}"] = _variant_agent(policy, v, {sc.embodiment for sc in scenarios})
     if with_expert:
         agents["expert"] = ExpertAgent
     res = evaluate(agents, scenarios, safety=safety, video_dir=video, slots=slots, workers=workers and slots > 1,

@@ -95,3 +95,44 @@ def test_export_refuses_what_it_cannot_export(policy, tmp_path):
     with pytest.raises(ConfigError, match="cannot be exported"):
         export_policy(flow, "car", tmp_path / "f.onnx")
     assert not (tmp_path / "f.onnx").exists()
+
+
+def test_int8_variants_keep_action_layers_fp32_and_stay_close(policy, tmp_path):
+    from physai.quantize import quantize_int8, quantize_onnx_int8
+
+    q = quantize_int8(policy)
+    qlinear = torch.ao.nn.quantized.dynamic.Linear
+    mods = dict(q.named_modules())
+    assert not isinstance(mods["heads.car.out"], qlinear)  # the action projection stays fp32
+    assert isinstance(mods["trunk.blocks.0.self_attn.q"], qlinear)  # the trunk runs int8
+    assert not isinstance(policy.trunk.blocks[0].self_attn.q, qlinear)  # the original is untouched
+    obs = random_observations(policy.specs["car"], 6, seed=2)
+    half = (np.asarray(policy.specs["car"].high) - np.asarray(policy.specs["car"].low)) / 2
+    for o in obs:
+        a, b = policy.predict_action_chunk(o, "car").numpy(), q.predict_action_chunk(o, "car").numpy()
+        assert np.isfinite(b).all() and (np.abs(a - b) <= 0.25 * half).all()
+    src = export_policy(policy, "car", tmp_path / "car.onnx")
+    dst = quantize_onnx_int8(src, tmp_path / "car.int8.onnx")
+    rt = OnnxPolicy(dst)
+    assert rt.embodiment == "car" and dst.stat().st_size < src.stat().st_size
+    for o in obs:
+        a, b = policy.predict_action_chunk(o, "car").numpy(), rt.predict_action_chunk(o)
+        assert (np.abs(a - b) <= 0.25 * half).all()
+
+
+def test_eval_plays_variants_on_the_same_seeds(policy, tmp_path):
+    from physai.pipeline import evaluate_checkpoint
+    from physai.sim.suite import Scenario
+
+    car = Policy.build(tiny_config(embodiments=("car",)), backend="math")
+    SyntheticSource([get_spec("car")]).fit_normalizer(car)
+    car.save_pretrained(tmp_path / "ck")
+    res = evaluate_checkpoint(tmp_path / "ck", [Scenario("physai/car-highway", 9100, 2.0)], with_expert=False,
+                              slots=1, workers=False, progress=False, variants=("onnx", "int8"))
+    eps = res["episodes"]
+    assert set(eps) == {"physai", "physai onnx", "physai int8"}
+    # the ONNX export drives the same episode as eager (same seed, actions equal within 1e-4)
+    assert eps["physai onnx"][0]["metrics"]["progress_m"] == pytest.approx(eps["physai"][0]["metrics"]["progress_m"], abs=1e-3)
+    with pytest.raises(ConfigError, match="variant"):
+        evaluate_checkpoint(tmp_path / "ck", [Scenario("physai/car-highway", 9100, 2.0)], with_expert=False,
+                            slots=1, workers=False, progress=False, variants=("fp8",))
