@@ -72,6 +72,9 @@ class FlywheelRecipe:
     seconds: float = 30.0
     seed: int = 400000  # roll-out seeds: round r uses seed + 1000 r + i (no recording, suite or RL uses them)
     steps: int = 400  # fine-tuning steps per round
+    # the flywheel's frames (all rounds so far) get this fraction of their recording's sampling
+    # weight, in both arms (in proportion to frames they would be ~2% of it)
+    share: float = 0.3
     lr: float = 1e-4
     arms: tuple[str, ...] = ("mined", "uniform")
     mine: MineConfig = field(default_factory=MineConfig)
@@ -80,6 +83,8 @@ class FlywheelRecipe:
     def __post_init__(self):
         if self.rounds < 1 or self.episodes < 1 or self.steps < 1:
             raise ConfigError("flywheel.rounds, flywheel.episodes and flywheel.steps must be >= 1")
+        if not 0 < self.share < 1:
+            raise ConfigError(f"flywheel.share must be in (0, 1), got {self.share!r}")
         bad = set(self.arms) - {"mined", "uniform"}
         if bad or not self.arms:
             raise ConfigError(f"flywheel.arms must be among ('mined', 'uniform'), got {self.arms}")
@@ -304,13 +309,15 @@ def run_flywheel(checkpoint: str | Path, fw: FlywheelRecipe, out: str | Path, da
             if n:
                 extra.append({path: parent})
             recipe = dataclasses.replace(base_recipe, name=f"{fw.name}-{arm}-r{r}", init_from=str(ck))
-            train_recipe(recipe, out / arm / f"train_{r}", resume=False, progress=False, extra_rounds=extra)
+            tr = train_recipe(recipe, out / arm / f"train_{r}", resume=False, progress=False, extra_rounds=extra,
+                              extra_share=fw.share if extra else None)
             ck = out / arm / f"train_{r}" / "final"
             ev = _evaluate(ck, fw.eval_suite)
             row = {"arm": arm, "round": r, "frames_added": n, "hard_frames": n_hard if arm == "mined" else None,
                    "dropped_duplicates": n_dup if arm == "mined" else None,
                    "dup_share": (n_dup / n_hard) if arm == "mined" and n_hard else None,
-                   "seconds": time.perf_counter() - t, **{f"mined_{k}": v for k, v in rule_counts.items()},
+                   "seconds": time.perf_counter() - t, "sampling": tr["datasets"],
+                   **{f"mined_{k}": v for k, v in rule_counts.items()},
                    **_flat(ev)}
             rows.append(row)
             log(f"{arm} round {r}: +{n} frames, guard-off collisions {row.get('guard_off/collision')}, "

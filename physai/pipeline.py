@@ -97,9 +97,12 @@ def fit_residual_stats(norm, loader, embodiments, batches: int = 40) -> None:
         norm.fit(emb, "action_delta", np.concatenate(deltas))
 
 
-def _make_loader(recipe, base: dict[Path, float], rounds: list[dict[Path, Path]], frames_cache: dict):
+def _make_loader(recipe, base: dict[Path, float], rounds: list[dict[Path, Path]], frames_cache: dict,
+                 fixed_share: dict[Path, float] | None = None):
     """A loader over the recordings `base` {path: weight} plus DAgger datasets {path: the recording
-    they extend}: a recording's weight is shared with its DAgger data in proportion to frames."""
+    they extend}: a recording's weight is shared with its DAgger data in proportion to frames.
+    `fixed_share` {dataset: s}: those extension datasets get together the fraction s of their
+    recording's weight (split by frames) instead (the flywheel's mined frames)."""
     from physai.data.frames import load_frames
     from physai.data.loader import MultiEmbodimentLoader
 
@@ -113,8 +116,13 @@ def _make_loader(recipe, base: dict[Path, float], rounds: list[dict[Path, Path]]
             if str(p) not in frames_cache:
                 frames_cache[str(p)] = load_frames(p)
         n = {p: len(frames_cache[str(p)]) for p in members}
-        for p in members:
-            weights[str(p)] = base[parent] * n[p] / sum(n.values())
+        fixed = [p for p in members if fixed_share and p in fixed_share]
+        share = max((fixed_share[p] for p in fixed), default=0.0)
+        rest = [p for p in members if p not in fixed]
+        for group, w in ((fixed, share), (rest, 1.0 - share)):
+            total = sum(n[p] for p in group)
+            for p in group:
+                weights[str(p)] = base[parent] * w * n[p] / total
     d = recipe.data
     weighted = {embodiment_of(e[0]): d.entry_record(e) for e in d.datasets}  # (a body's last entry decides)
     weighted = {emb: rc for emb, rc in weighted.items() if rc.transition_weight != 1.0}
@@ -196,10 +204,12 @@ def dagger_round(recipe, out: Path, r: int, policy, base: dict[Path, float],
 
 def train_recipe(recipe, out: str | Path, resume: bool = True, progress: bool = True,
                  log: Callable[[str], None] | None = None,
-                 extra_rounds: list[dict[Path, Path]] | None = None) -> dict[str, Any]:
+                 extra_rounds: list[dict[Path, Path]] | None = None,
+                 extra_share: float | None = None) -> dict[str, Any]:
     """Record (cached), train with the recipe's DAgger rounds, resume from `out`; `log` gets a line
     per DAgger round (the CLI prints them). `extra_rounds`: more labelled datasets ({dataset: the
-    recording it extends}, e.g. the flywheel's mined frames), mixed in like DAgger data."""
+    recording it extends}, e.g. the flywheel's mined frames), mixed in like DAgger data, or with
+    `extra_share` given, sampled as that fraction of their recording's weight."""
     from physai.data import format as F
     from physai.trainer import Trainer
 
@@ -219,8 +229,11 @@ def train_recipe(recipe, out: str | Path, resume: bool = True, progress: bool = 
     bounds = dagger_boundaries(recipe)
     rounds: list[dict[Path, Path]] = list(extra_rounds or [])  # per round: {DAgger dataset: recording it extends}
     n_extra = len(rounds)
+    fixed = {p: float(extra_share) for rd in rounds for p in rd} if extra_share is not None else None
+    if fixed and not 0 < extra_share < 1:
+        raise ConfigError(f"extra_share must be in (0, 1), got {extra_share}")
     if rounds:
-        loader = _make_loader(recipe, base, rounds, frames_cache)
+        loader = _make_loader(recipe, base, rounds, frames_cache, fixed)
     latest = Trainer.latest_in(out) if resume else None
     if latest is not None:  # rebuild the data the checkpoint was trained on: rounds completed before its step
         step = Trainer.step_of(latest)
@@ -231,7 +244,7 @@ def train_recipe(recipe, out: str | Path, resume: bool = True, progress: bool = 
                                           f"{out / 'dagger' / f'round_{r}'} is incomplete; pass --no-resume")
                 rounds.append(dagger_round(recipe, out, r, None, base, progress))
         if rounds:
-            loader = _make_loader(recipe, base, rounds, frames_cache)
+            loader = _make_loader(recipe, base, rounds, frames_cache, fixed)
     trainer = Trainer(policy, loader, recipe.train, out, val_batches=val)
     resumed = trainer.resume() if resume else False
     out.mkdir(parents=True, exist_ok=True)
@@ -247,7 +260,7 @@ def train_recipe(recipe, out: str | Path, resume: bool = True, progress: bool = 
         t = time.perf_counter()
         rounds.append(dagger_round(recipe, out, r, trainer.eval_policy(), base, progress))
         dagger_s += time.perf_counter() - t
-        trainer.source = _make_loader(recipe, base, rounds, frames_cache)
+        trainer.source = _make_loader(recipe, base, rounds, frames_cache, fixed)
         frames = {str(p): int(F.read_info(p).get("total_frames", 0)) for p in rounds[-1]}
         log(f"DAgger round {r}: +{sum(frames.values())} labelled frames "
                       f"({time.perf_counter() - t:.0f} s); now {trainer.source.num_frames()}")

@@ -92,3 +92,6 @@ def test_flywheel_end_to_end_tiny(tmp_path):
         assert info["total_frames"] == rows[(arm, 1)]["frames_added"]
         assert (tmp_path / "fw" / arm / "train_1" / "final" / "model.safetensors").exists()
         assert "guard_off/collision" in rows[(arm, 1)] and "guard_on/progress_m" in rows[(arm, 0)]
+        w = rows[(arm, 1)]["sampling"]  # the flywheel's frames get `share` of their recording's weight
+        fly = sum(v for k, v in w.items() if "/fw/" in k)
+        assert fly == pytest.approx(fw.share * sum(w.values()))
