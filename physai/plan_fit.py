@@ -2,7 +2,8 @@
 
 The policy drives `episodes` episodes (seeds from `seed`, the recipe's env options and the family's
 random instructions; by default without the guard, so that collisions and their cost are in the
-data), the runner scores each step with the family's rule-based reward, and every frame is encoded.
+data; its actions perturbed by Gaussian noise of the planner's candidate size, so that the data
+shows what such deviations lead to), the runner scores each step with the family's rule-based reward, and every frame is encoded.
 Targets are the discounted reward-to-go over `value_steps`. The head learns from two inputs per
 frame: the encoder's tokens of frame t (target G_t) and the tokens the world model imagines for
 frame t+H from frame t and the actions really taken (target G_{t+H}), the input the planner gives
@@ -25,14 +26,31 @@ from physai.sim.suite import Scenario
 from physai.validate import prepare_observation
 
 
+class NoisyDriver(PolicyDriver):
+    """The policy's actions plus Gaussian noise of `noise` × each dimension's half-range, so the
+    value head sees the consequences of actions like the planner's candidates."""
+
+    def __init__(self, policy, embodiment: str, noise: float, seed: int):
+        super().__init__(policy, embodiment)
+        self.noise, self.rng = float(noise), np.random.default_rng(seed)
+
+    def act(self, obs, slots):
+        out = super().act(obs, slots)
+        if self.noise <= 0:
+            return out
+        half = (self.spec.high - self.spec.low) / 2
+        return [self.spec.clip_action(a + self.rng.normal(0.0, self.noise, a.shape) * half).astype(np.float32)
+                for a in out]
+
+
 def policy_rollouts(policy, env_id: str, options: dict, episodes: int, seed: int, seconds: float,
-                    safety: bool = False, slots: int = 2) -> list[dict]:
+                    safety: bool = False, slots: int = 2, noise: float = 0.0) -> list[dict]:
     fam = family_for_env(env_id)
     emb = fam.embodiment_of(env_id)
     eps = [Episode(Scenario(env_id, seed + i, seconds, dict(options),
                             fam.random_commands(env_id, np.random.default_rng([seed + i, 23]), seconds)),
                    safety=safety, record=True, reward=fam.default_reward or None) for i in range(episodes)]
-    return run_episodes(PolicyDriver(policy, emb), eps, slots=slots, workers=fam.spawnable and slots > 1)
+    return run_episodes(NoisyDriver(policy, emb, noise, seed), eps, slots=slots, workers=fam.spawnable and slots > 1)
 
 
 @torch.no_grad()
@@ -67,7 +85,7 @@ def fit_value(policy, env_id: str, options: dict, config: PlannerConfig, episode
     H = policy.config.head.chunk_size
     policy.eval()
     log(f"{episodes} policy roll-outs on {env_id} (guard {'on' if safety else 'off'}), seeds {seed}+")
-    runs = policy_rollouts(policy, env_id, options, episodes, seed, seconds, safety=safety)
+    runs = policy_rollouts(policy, env_id, options, episodes, seed, seconds, safety=safety, noise=config.noise)
     data = []
     for r in runs:
         f = _features(policy, r, emb, H)
