@@ -1,4 +1,5 @@
-"""`physai export`: argument parsing and printing only; the work is in `physai.export`."""
+"""`physai export` and `physai distill`: argument parsing and printing only; the work is in
+`physai.export` and `physai.distill`."""
 
 from __future__ import annotations
 
@@ -25,6 +26,24 @@ def cmd_export(args) -> int:
     return 0 if np.isfinite(err) else 1
 
 
+def cmd_distill(args) -> int:
+    import dataclasses
+
+    from physai.distill import DistillConfig, distill
+    from physai.overrides import apply_overrides
+
+    cfg = apply_overrides(DistillConfig(student_preset=args.student_preset), args.set or [])
+    res = distill(args.teacher, args.out, cfg, data_root=args.data_root, log=lambda m: console.print(f"[dim]{m}[/]"))
+    rows = [{"item": "teacher params", "value": f"{res['teacher_params'] / 1e6:.3f} M"},
+            {"item": "student params", "value": f"{res['student_params'] / 1e6:.3f} M"},
+            {"item": "ratio", "value": f"{res['ratio']:.1f}x"},
+            {"item": "steps", "value": res["steps"]}, {"item": "wall time (s)", "value": f"{res['seconds']:.0f}"},
+            {"item": "on-policy frames", "value": str(res["onpolicy_frames"])},
+            {"item": "student", "value": res["student"]}]
+    print_table(rows, f"physai distill ({dataclasses.asdict(cfg)['student_preset']} student)", ["item", "value"])
+    return 0
+
+
 def add_parsers(sub) -> None:
     p = sub.add_parser("export", help="export one body of a checkpoint to ONNX or torch.export, with a parity check")
     p.add_argument("--checkpoint", required=True)
@@ -33,3 +52,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--samples", type=int, default=16, help="random observations of the parity check")
     p.add_argument("--out", required=True, help="output file (.onnx / .pt2)")
     p.set_defaults(fn=cmd_export)
+
+    p = sub.add_parser("distill", help="distil a teacher checkpoint into a small student (teacher actions + tokens + ground truth, on-policy rounds)")
+    p.add_argument("--teacher", required=True)
+    p.add_argument("--student-preset", default="pico")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. steps=3000, rounds=2, teacher_fraction=0.5")
+    p.add_argument("--data-root", help="where the data recipe's recordings are cached")
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=cmd_distill)

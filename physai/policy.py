@@ -135,7 +135,8 @@ class Policy(nn.Module):
 
     def forward(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """batch: embodiment (str), image, proprio, command, action [B, H, A] (physical units),
-        optional action_is_pad [B, H], next_image/next_proprio (+ next_is_pad [B]) for the world model."""
+        optional action_is_pad [B, H], next_image/next_proprio (+ next_is_pad [B]) for the world model,
+        teacher_quantized [B, K, d] (+ teacher_token_weight) to distil a teacher's physical tokens."""
         if not isinstance(batch, Mapping):
             raise ObservationError("batch", "a dict", type(batch).__name__)
         emb = batch.get("embodiment")
@@ -160,6 +161,14 @@ class Policy(nn.Module):
             wm = self.world_model_loss(feats, target["action"], batch, spec)
             loss = loss + self.config.world_model_weight * wm
             metrics[f"{emb}/world_model_ce"] = float(wm.detach())
+        if "teacher_quantized" in batch:  # distillation: match the teacher's physical tokens
+            tq = torch.as_tensor(batch["teacher_quantized"], device=self.device).float()
+            if tq.shape != feats["quantized"].shape:
+                raise ObservationError("teacher_quantized", f"{list(feats['quantized'].shape)} (the student's tokens)",
+                                       f"shape {tuple(tq.shape)}")
+            tok = F.mse_loss(feats["quantized"].float(), tq)
+            loss = loss + float(batch.get("teacher_token_weight", 1.0)) * tok
+            metrics[f"{emb}/distill_token_mse"] = float(tok.detach())
         if self.config.code_entropy_weight > 0 and self.training:
             ent = self.bottleneck.fsq.entropy_loss(feats["z"], per_position=self.config.code_entropy_per_position)
             loss = loss + self.config.code_entropy_weight * ent

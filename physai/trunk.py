@@ -48,6 +48,7 @@ class TrunkConfig:
 
 TRUNK_PRESETS: Registry = Registry("trunk preset")
 for _name, _cfg in {
+    "pico": TrunkConfig(width=32, depth=2, heads=2),  # ~25 k, distilled students (`physai distill`)
     "nano": TrunkConfig(width=128, depth=4, heads=4),  # ~1 M, tests and CPU demos
     "tiny": TrunkConfig(width=256, depth=6, heads=4),  # ~5 M
     "small": TrunkConfig(width=384, depth=8, heads=6),  # ~14 M
