@@ -1,5 +1,5 @@
-"""`physai export` and `physai distill`: argument parsing and printing only; the work is in
-`physai.export` and `physai.distill`."""
+"""`physai export`, `physai distill`, `physai prune`: argument parsing and printing only; the
+work is in `physai.export`, `physai.distill` and `physai.prune`."""
 
 from __future__ import annotations
 
@@ -44,6 +44,16 @@ def cmd_distill(args) -> int:
     return 0
 
 
+def cmd_prune(args) -> int:
+    from physai.prune import prune_checkpoint
+
+    res = prune_checkpoint(args.checkpoint, args.out, args.keep, args.recipe, args.finetune_steps, args.lr,
+                           data_root=args.data_root)
+    print_table([{"item": k, "value": str(v)} for k, v in res.items()], "physai prune (trunk MLP channels)",
+                ["item", "value"])
+    return 0
+
+
 def add_parsers(sub) -> None:
     p = sub.add_parser("export", help="export one body of a checkpoint to ONNX or torch.export, with a parity check")
     p.add_argument("--checkpoint", required=True)
@@ -60,3 +70,13 @@ def add_parsers(sub) -> None:
     p.add_argument("--data-root", help="where the data recipe's recordings are cached")
     p.add_argument("--out", required=True)
     p.set_defaults(fn=cmd_distill)
+
+    p = sub.add_parser("prune", help="structured pruning of the trunk's MLP channels (magnitude criterion), then fine-tuning")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--keep", type=float, default=0.5, help="share of each block's MLP channels kept")
+    p.add_argument("--recipe", default="sft", help="whose data fine-tunes the pruned model")
+    p.add_argument("--finetune-steps", type=int, default=300)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--data-root", help="where the recipe's recordings are cached")
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=cmd_prune)

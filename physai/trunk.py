@@ -30,6 +30,9 @@ class TrunkConfig:
     mlp_ratio: float = 4.0  # MLP hidden = width * mlp_ratio
     dropout: float = 0.0  # dropout on attention probs and residual branches
     grad_checkpoint: bool = False  # trade compute for memory on big presets
+    # per-block MLP hidden sizes of the trunk's blocks after structured pruning (`physai prune`);
+    # empty = width * mlp_ratio in every block
+    mlp_hidden: tuple[int, ...] = ()
 
     def __post_init__(self):
         for k in ("width", "depth", "heads"):
@@ -44,6 +47,9 @@ class TrunkConfig:
             raise ConfigError("trunk depth must be >= 1 and width >= 8")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError("trunk dropout must be in [0, 1)")
+        if self.mlp_hidden and (len(self.mlp_hidden) != self.depth or any(
+                not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in self.mlp_hidden)):
+            raise ConfigError(f"trunk.mlp_hidden must be empty or {self.depth} integers >= 1, got {self.mlp_hidden!r}")
 
 
 TRUNK_PRESETS: Registry = Registry("trunk preset")
@@ -75,15 +81,16 @@ class MultiHeadAttention(nn.Module):
 
 
 class MLP(nn.Sequential):
-    def __init__(self, width: int, ratio: float, dropout: float):
-        hidden = int(width * ratio)
+    def __init__(self, width: int, ratio: float, dropout: float, hidden: int | None = None):
+        hidden = int(width * ratio) if hidden is None else int(hidden)
         super().__init__(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width))
 
 
 class Block(nn.Module):
     """Pre-norm block: x + attn(norm(x)) [+ cross-attn(norm(x), ctx)] + mlp(norm(x))."""
 
-    def __init__(self, cfg: TrunkConfig, backend: str, cross: bool = False, self_attn: bool = True):
+    def __init__(self, cfg: TrunkConfig, backend: str, cross: bool = False, self_attn: bool = True,
+                 mlp_hidden: int | None = None):
         super().__init__()
         w = cfg.width
         self.self_attn = MultiHeadAttention(w, cfg.heads, cfg.dropout, backend) if self_attn else None
@@ -91,7 +98,7 @@ class Block(nn.Module):
         self.cross = MultiHeadAttention(w, cfg.heads, cfg.dropout, backend) if cross else None
         self.nc = nn.LayerNorm(w) if cross else None
         self.n2 = nn.LayerNorm(w)
-        self.mlp = MLP(w, cfg.mlp_ratio, cfg.dropout)
+        self.mlp = MLP(w, cfg.mlp_ratio, cfg.dropout, mlp_hidden)
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x, mask=None, ctx=None, ctx_mask=None):
@@ -109,7 +116,8 @@ class Trunk(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.backend = backend or default_backend()[0]
-        self.blocks = nn.ModuleList(Block(cfg, self.backend) for _ in range(cfg.depth))
+        hidden = cfg.mlp_hidden or (None,) * cfg.depth
+        self.blocks = nn.ModuleList(Block(cfg, self.backend, mlp_hidden=h) for h in hidden)
         self.norm = nn.LayerNorm(cfg.width)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
