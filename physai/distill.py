@@ -134,7 +134,7 @@ def _student_frames(student, emb: str, cfg: DistillConfig, r: int) -> dict[str, 
     """The student drives `cfg.episodes` episodes of the body's env; its observations, as a pool."""
     from physai.bench.world_model import env_for
     from physai.sim.family import family_for_env
-    from physai.sim.rollout import Episode, PolicyDriver, run_episodes
+    from physai.sim.rollout import Episode, PolicyDriver, episode_arrays, run_episodes
     from physai.sim.suite import Scenario
 
     env_id = env_for(emb)
@@ -144,11 +144,10 @@ def _student_frames(student, emb: str, cfg: DistillConfig, r: int) -> dict[str, 
                             fam.random_commands(env_id, np.random.default_rng([cfg.seed + 1000 * r + i, 37]), rec.seconds)),
                    safety=True, record=True) for i in range(cfg.episodes)]
     runs = run_episodes(PolicyDriver(student, emb), eps, slots=2, workers=fam.spawnable)
-    spec = student.specs[emb]
-    frames = [f for res in runs for f in res["frames"]]
-    return {"image": np.stack([np.stack([f[0][c.name].transpose(2, 0, 1) for c in spec.cameras]) for f in frames])[:, None],
-            "proprio": np.stack([f[1] for f in frames]).astype(np.float32)[:, None],
-            "command": np.stack([f[2] for f in frames]).astype(np.float32)}
+    arrs = [episode_arrays(res, student.specs[emb]) for res in runs]
+    return {"image": np.concatenate([a["image"] for a in arrs])[:, None],
+            "proprio": np.concatenate([a["proprio"] for a in arrs])[:, None],
+            "command": np.concatenate([a["command"] for a in arrs])}
 
 
 def distill(teacher_dir: str | Path, out: str | Path, cfg: DistillConfig, data_root: str | None = None,

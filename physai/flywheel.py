@@ -122,10 +122,10 @@ def codes_and_surprise(policy, res: dict, emb: str, batch: int = 128) -> tuple[n
     """Codes [N, K], mean-pooled trunk embeddings [N, W] of every frame and the world model's
     surprise [N] (CE of the real codes one chunk later under its prediction; NaN where no frame is
     one chunk later)."""
-    from physai.bench.world_model import _arrays
+    from physai.sim.rollout import episode_arrays
     from physai.validate import prepare_observation
 
-    ep = _arrays(res, policy.specs[emb])
+    ep = episode_arrays(res, policy.specs[emb])
     codes, embs = [], []
     for i in range(0, len(ep["proprio"]), batch):
         o, _ = prepare_observation({k: ep[k][i:i + batch] for k in ("image", "proprio", "command")},

@@ -21,7 +21,7 @@ import torch
 
 from physai.plan import Planner, PlannerConfig, TokenValue, reward_to_go
 from physai.sim.family import family_for_env
-from physai.sim.rollout import Episode, PolicyDriver, run_episodes
+from physai.sim.rollout import Episode, PolicyDriver, episode_arrays, run_episodes
 from physai.sim.suite import Scenario
 from physai.validate import prepare_observation
 
@@ -57,11 +57,9 @@ def policy_rollouts(policy, env_id: str, options: dict, episodes: int, seed: int
 def _features(policy, res: dict, emb: str, H: int, batch: int = 128) -> dict[str, np.ndarray]:
     """Real tokens of every frame and the tokens imagined one chunk later from it."""
     spec = policy.specs[emb]
+    ep = episode_arrays(res, spec)
+    img, prop, cmd, act = ep["image"], ep["proprio"], ep["command"], ep["action"]
     frames = res["frames"]
-    img = np.stack([np.stack([f[0][c.name].transpose(2, 0, 1) for c in spec.cameras]) for f in frames])
-    prop = np.stack([f[1] for f in frames]).astype(np.float32)
-    cmd = np.stack([f[2] for f in frames]).astype(np.float32)
-    act = np.stack(res["actions"]).astype(np.float32)  # executed
     real, imag = [], []
     for i in range(0, len(frames), batch):
         o = {"image": img[i:i + batch], "proprio": prop[i:i + batch], "command": cmd[i:i + batch]}

@@ -24,7 +24,7 @@ import torch
 
 from physai.errors import ConfigError
 from physai.sim.family import families, family_for_env
-from physai.sim.rollout import Episode, ExpertDriver, run_episodes
+from physai.sim.rollout import Episode, ExpertDriver, episode_arrays, run_episodes
 from physai.sim.suite import Scenario
 from physai.validate import prepare_observation
 
@@ -47,13 +47,6 @@ def expert_rollouts(env_id: str, episodes: int, seed: int, seconds: float | None
                             fam.random_commands(env_id, np.random.default_rng([seed + i, 17]), seconds)),
                    safety=False, record=True) for i in range(episodes)]
     return run_episodes(ExpertDriver(), eps, slots=min(2, episodes), workers=fam.spawnable)
-
-
-def _arrays(res: dict, spec) -> dict[str, np.ndarray]:
-    frames = res["frames"]  # (images {cam: [H, W, 3]}, proprio, command, label, reward, task)
-    img = np.stack([np.stack([f[0][c.name].transpose(2, 0, 1) for c in spec.cameras]) for f in frames])  # [N, C, 3, H, W]
-    return {"image": img, "proprio": np.stack([f[1] for f in frames]), "command": np.stack([f[2] for f in frames]),
-            "action": np.stack(res["actions"]).astype(np.float32)}  # executed
 
 
 @torch.no_grad()
@@ -88,7 +81,7 @@ def bench_embodiment(policy, emb: str, episodes: int = 6, seed: int = 7000, hori
     fam, spec = family_for_env(env_id), policy.specs[emb]
     H, V = policy.config.head.chunk_size, policy.bottleneck.vocab_size
     runs = expert_rollouts(env_id, episodes, seed, seconds)
-    eps = [_arrays(r, spec) for r in runs]
+    eps = [episode_arrays(r, spec) for r in runs]
     enc = [_encode(policy, e, emb) for e in eps]
     half = max(1, len(eps) // 2)
     fit, test = range(half), range(half, len(eps)) if len(eps) > 1 else range(1)
