@@ -238,7 +238,8 @@ def _evaluate(ck: Path, suite: str) -> dict[str, Any]:
     scenarios = load_scenarios(suite) if str(suite).endswith(".json") else load_suite(suite)
     out = {}
     for safety in (False, True):
-        res = evaluate_checkpoint(ck, scenarios, safety=safety, with_expert=False, progress=False)
+        res = evaluate_checkpoint(ck, scenarios, safety=safety, with_expert=False, progress=False,
+                                  workers=len(scenarios) > 1)
         row = res["summary"][0]
         keys = ("collision", "fell", "progress_m", "guard_aeb", "safety_interventions", "mean_abs_jerk", "reward",
                 "tracking_error")
