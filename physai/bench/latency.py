@@ -93,8 +93,9 @@ def bench_latency(threads: int = 2, calls: int = 100, chunk: int = 8, preset: st
         pol.optimize_for_inference()  # traced + frozen graph (built in the warm-up calls)
         with torch.no_grad():
             p = percentile_ms(lambda: pol.select_action(nxt(), emb), calls)
-        rows.append({"embodiment": emb, "policy": f"physai {preset} (eager)", "params_M": n_params(pol) / 1e6, **e})
-        rows.append({"embodiment": emb, "policy": f"physai {preset}", "params_M": n_params(pol) / 1e6, **p})
+        name = pol.config.preset if trained is not None else preset
+        rows.append({"embodiment": emb, "policy": f"physai {name} (eager)", "params_M": n_params(pol) / 1e6, **e})
+        rows.append({"embodiment": emb, "policy": f"physai {name}", "params_M": n_params(pol) / 1e6, **p})
         rows.append({"embodiment": emb, "policy": "lerobot ACT", "params_M": n_params(act) / 1e6, **a})
         rows.append({"embodiment": emb, "policy": "ratio physai/ACT", "params_M": float("nan"),
                      "p50_ms": p["p50_ms"] / a["p50_ms"], "p99_ms": p["p99_ms"] / a["p99_ms"], "mean_ms": p["mean_ms"] / a["mean_ms"]})
