@@ -133,8 +133,9 @@ class TeacherSource:
 def _student_frames(student, emb: str, cfg: DistillConfig, r: int) -> dict[str, np.ndarray]:
     """The student drives `cfg.episodes` episodes of the body's env; its observations, as a pool."""
     from physai.bench.world_model import env_for
+    from physai.data.collect import episode_arrays
     from physai.sim.family import family_for_env
-    from physai.sim.rollout import Episode, PolicyDriver, episode_arrays, run_episodes
+    from physai.sim.rollout import Episode, PolicyDriver, run_episodes
     from physai.sim.suite import Scenario
 
     env_id = env_for(emb)

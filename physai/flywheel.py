@@ -122,7 +122,7 @@ def codes_and_surprise(policy, res: dict, emb: str, batch: int = 128) -> tuple[n
     """Codes [N, K], mean-pooled trunk embeddings [N, W] of every frame and the world model's
     surprise [N] (CE of the real codes one chunk later under its prediction; NaN where no frame is
     one chunk later)."""
-    from physai.sim.rollout import episode_arrays
+    from physai.data.collect import episode_arrays
     from physai.validate import prepare_observation
 
     ep = episode_arrays(res, policy.specs[emb])

@@ -21,7 +21,8 @@ import torch
 
 from physai.plan import Planner, PlannerConfig, TokenValue, reward_to_go
 from physai.sim.family import family_for_env
-from physai.sim.rollout import Episode, PolicyDriver, episode_arrays, run_episodes
+from physai.data.collect import episode_arrays
+from physai.sim.rollout import Episode, PolicyDriver, run_episodes
 from physai.sim.suite import Scenario
 from physai.validate import prepare_observation
 

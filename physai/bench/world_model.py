@@ -24,7 +24,8 @@ import torch
 
 from physai.errors import ConfigError
 from physai.sim.family import families, family_for_env
-from physai.sim.rollout import Episode, ExpertDriver, episode_arrays, run_episodes
+from physai.data.collect import episode_arrays
+from physai.sim.rollout import Episode, ExpertDriver, run_episodes
 from physai.sim.suite import Scenario
 from physai.validate import prepare_observation
 

@@ -57,6 +57,16 @@ def camera_images(obs: Mapping[str, Any], spec: EmbodimentSpec) -> dict[str, np.
     return {c.name: img[i] for i, c in enumerate(cams)}
 
 
+def episode_arrays(res: dict, spec) -> dict[str, np.ndarray]:
+    """A recorded episode's frames as arrays: image uint8 [N, C, 3, H, W], proprio [N, Dp], command
+    [N, Dc] (encoded) and the executed actions [N, A] (after the guard)."""
+    frames = res["frames"]  # (images {cam: [H, W, 3]}, proprio, command, label, reward, task)
+    img = np.stack([np.stack([f[0][c.name].transpose(2, 0, 1) for c in spec.cameras]) for f in frames])
+    return {"image": img, "proprio": np.stack([f[1] for f in frames]).astype(np.float32),
+            "command": np.stack([f[2] for f in frames]).astype(np.float32),
+            "action": np.stack(res["actions"]).astype(np.float32)}
+
+
 def _load_policy(checkpoint: str | Path, embodiment: str) -> Any:
     from physai.policy import Policy
 
