@@ -60,8 +60,6 @@ def build_policy(recipe, loader):
                               f"train it first (e.g. `physai train --recipe cotrain --out runs/cotrain`) "
                               f"or pass --set init_from=DIR")
     pol = Policy.from_pretrained(recipe.init_from)
-    import dataclasses
-
     pol.config = dataclasses.replace(pol.config, residual_actions=tuple(
         dict.fromkeys(pol.config.residual_actions + recipe.policy.residual_actions)))
     for emb, spec in loader.specs.items():
@@ -273,8 +271,6 @@ def train_recipe(recipe, out: str | Path, resume: bool = True, progress: bool = 
 
 
 def _asdict(x):
-    import dataclasses
-
     return dataclasses.asdict(x) if dataclasses.is_dataclass(x) else x
 
 

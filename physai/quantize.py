@@ -7,8 +7,10 @@
   against fp32, keeping the heads whole 0.99999 for both; a flow head's Euler steps would
   accumulate int8 error the same way.
 - `quantize_onnx_int8(src, dst)`: onnxruntime's dynamic int8 quantization of an exported ONNX
-  model (`physai export`), the heads' nodes excluded likewise, metadata kept, so
-  `physai.runtime.OnnxPolicy` runs it unchanged.
+  model (`physai export`), the heads' nodes excluded likewise (including the MatMul that
+  onnxruntime makes of each head Gemm before quantizing: excluding the Gemm's own name leaves
+  the G1's proprio reflex path int8, cosine 0.92), metadata kept, so `physai.runtime.OnnxPolicy`
+  runs it unchanged.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ def _head_nodes(model) -> list[str]:
         inputs = list(n.input) + [i for c in consumers.get(n.output[0], []) if c.op_type == "Add" for i in c.input]
         if any(i.startswith(prefixes) for i in inputs):
             out.append(n.name)
+            if n.op_type == "Gemm":  # onnxruntime rewrites a Gemm as MatMul + Add under this name first
+                out.append(f"{n.name}_MatMul")
     return out
 
 
