@@ -2,15 +2,13 @@
 
 - `quantize_int8(policy)`: PyTorch dynamic quantization (`torch.ao.quantization.quantize_dynamic`:
   int8 weights, activations quantized per call) of the policy's `nn.Linear` layers, in a copy.
-  The embodiment heads stay fp32 (`KEEP_FP32`): measured on the trained SFT checkpoint, keeping
-  only each head's output projection in fp32 left a chunk cosine of 0.945 (G1) and 0.992 (car)
-  against fp32, keeping the heads whole 0.99999 for both; a flow head's Euler steps would
-  accumulate int8 error the same way.
+  The embodiment heads stay fp32 (`KEEP_FP32`): they write the actions, and int8 error in them
+  (their chunk decoders, the G1's proprio reflex path, a flow head's Euler steps) reaches the
+  actuators directly (README: agreement with and without).
 - `quantize_onnx_int8(src, dst)`: onnxruntime's dynamic int8 quantization of an exported ONNX
   model (`physai export`), the heads' nodes excluded likewise (including the MatMul that
-  onnxruntime makes of each head Gemm before quantizing: excluding the Gemm's own name leaves
-  the G1's proprio reflex path int8, cosine 0.92), metadata kept, so `physai.runtime.OnnxPolicy`
-  runs it unchanged.
+  onnxruntime makes of each head Gemm before quantizing, which the Gemm's own name does not
+  cover), metadata kept, so `physai.runtime.OnnxPolicy` runs it unchanged.
 """
 
 from __future__ import annotations
