@@ -136,3 +136,19 @@ def test_eval_plays_variants_on_the_same_seeds(policy, tmp_path):
     with pytest.raises(ConfigError, match="variant"):
         evaluate_checkpoint(tmp_path / "ck", [Scenario("physai/car-highway", 9100, 2.0)], with_expert=False,
                             slots=1, workers=False, progress=False, variants=("fp8",))
+
+
+def test_onnx_int8_leaves_every_head_weight_fp32(policy, tmp_path):
+    """onnxruntime rewrites a Gemm as `<name>_MatMul` before quantizing: the exclusion must cover
+    that name too, or a head's Gemm layers (the G1's proprio reflex path) run int8."""
+    import onnx
+
+    from physai.quantize import quantize_onnx_int8
+
+    src = export_policy(policy, "g1", tmp_path / "g1.onnx")
+    assert any(n.op_type == "Gemm" and any(i.startswith("policy.heads.") for i in n.input)
+               for n in onnx.load(str(src)).graph.node)  # the case this guards exists in the export
+    q = onnx.load(str(quantize_onnx_int8(src, tmp_path / "g1.int8.onnx")))
+    int8_inputs = [i for n in q.graph.node if n.op_type == "MatMulInteger" for i in n.input]
+    assert int8_inputs and not any(i.startswith("policy.heads.") for i in int8_inputs)
+    assert any(i.startswith(("policy.trunk.", "onnx::MatMul")) for i in int8_inputs)  # the trunk is int8
