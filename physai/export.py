@@ -169,3 +169,23 @@ class ExportedPolicy:
         if o["proprio"].ndim == 3:
             o["proprio"] = o["proprio"][:, -1]
         return torch.from_numpy(self.runtime.predict_action_chunk(o))
+
+
+VARIANTS = ("int8", "onnx", "onnx-int8")
+
+
+def build_variant(policy, embodiment: str, variant: str, directory: str | Path, threads: int | None = None):
+    """A deployment variant of `policy` for one body, behind `predict_action_chunk(obs, body)`:
+    `int8` (PyTorch dynamic int8, a `Policy`), `onnx` (the export under onnxruntime) or `onnx-int8`
+    (onnxruntime's int8 of it), both `ExportedPolicy` (onnxruntime on `threads`); ONNX files are
+    written into `directory`."""
+    from physai.quantize import quantize_int8, quantize_onnx_int8
+
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown variant '{variant}'; expected one of {VARIANTS}")
+    if variant == "int8":
+        return quantize_int8(policy)
+    path = export_policy(policy, embodiment, Path(directory) / f"{embodiment}.onnx")
+    if variant == "onnx-int8":
+        path = quantize_onnx_int8(path, Path(directory) / f"{embodiment}.int8.onnx")
+    return ExportedPolicy(path, policy, threads)

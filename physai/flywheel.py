@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from physai.errors import ConfigError
 from physai.sim.family import family_for_env
@@ -117,32 +116,23 @@ def hard_mask(res: dict, fam, dt: float, cfg: MineConfig, surprise: np.ndarray |
     return out
 
 
-@torch.no_grad()
 def codes_and_surprise(policy, res: dict, emb: str, batch: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Codes [N, K], mean-pooled trunk embeddings [N, W] of every frame and the world model's
     surprise [N] (CE of the real codes one chunk later under its prediction; NaN where no frame is
     one chunk later)."""
     from physai.data.collect import episode_arrays
-    from physai.validate import prepare_observation
+    from physai.world import encode_frames, imagine_next_chunk
 
     ep = episode_arrays(res, policy.specs[emb])
-    codes, embs = [], []
-    for i in range(0, len(ep["proprio"]), batch):
-        o, _ = prepare_observation({k: ep[k][i:i + batch] for k in ("image", "proprio", "command")},
-                                   policy.specs[emb], policy.device, policy.config.stem.n_obs_steps)
-        f = policy.encode(policy._norm_obs(o, emb), emb)
-        codes.append(f["codes"].cpu().numpy())
-        embs.append(f.get("trunk", f["tokens"]).mean(1).float().cpu().numpy())
-    codes = np.concatenate(codes)
-    H, n = policy.config.head.chunk_size, len(codes)
-    ce = np.full(n, np.nan)
-    for i in range(0, max(0, n - H), batch):
-        j = np.arange(i, min(i + batch, n - H))
-        out = policy.imagine({k: ep[k][j] for k in ("image", "proprio", "command")},
-                             torch.as_tensor(ep["action"][j[:, None] + np.arange(H)[None]]), emb)
-        logp = out.logits[:, 0].float().log_softmax(-1).numpy()  # [b, K, V]
-        ce[j] = -np.take_along_axis(logp, codes[j + H][..., None], -1)[..., 0].mean(1)
-    return codes, np.concatenate(embs), ce
+    enc = encode_frames(policy, ep, emb, batch)
+    codes, H = enc["codes"], policy.config.head.chunk_size
+    ce = np.full(len(codes), np.nan)
+    nxt = imagine_next_chunk(policy, ep, emb, batch)
+    if nxt is not None:
+        m = len(nxt.codes)
+        logp = nxt.logits[:, 0].float().log_softmax(-1).numpy()  # [N - H, K, V]
+        ce[:m] = -np.take_along_axis(logp, codes[H:H + m][..., None], -1)[..., 0].mean(1)
+    return codes, enc["embedding"], ce
 
 
 class Deduper:

@@ -274,31 +274,18 @@ def _asdict(x):
     return dataclasses.asdict(x) if dataclasses.is_dataclass(x) else x
 
 
-VARIANTS = ("int8", "onnx", "onnx-int8")
-
-
 def _variant_agent(policy, variant: str, bodies: set[str]):
     """A driver factory for a deployment variant of `policy` (see `evaluate_checkpoint`)."""
     import tempfile
 
+    from physai.export import build_variant
     from physai.sim.evaluate import PolicyAgent
 
-    if variant not in VARIANTS:
-        raise ConfigError(f"unknown variant '{variant}'; expected one of {VARIANTS}")
-    if variant == "int8":
-        from physai.quantize import quantize_int8
-
-        q = quantize_int8(policy)
+    tmp = tempfile.mkdtemp(prefix="physai-variant-")
+    if variant == "int8":  # one quantized copy serves every body
+        q = build_variant(policy, sorted(bodies)[0], variant, tmp)
         return lambda env_id: PolicyAgent(q, embodiment_of(env_id))
-    from physai.export import ExportedPolicy, export_policy
-    from physai.quantize import quantize_onnx_int8
-
-    tmp, models = Path(tempfile.mkdtemp(prefix="physai-variant-")), {}
-    for emb in sorted(bodies):
-        path = export_policy(policy, emb, tmp / f"{emb}.onnx")
-        if variant == "onnx-int8":
-            path = quantize_onnx_int8(path, tmp / f"{emb}.int8.onnx")
-        models[emb] = ExportedPolicy(path, policy)
+    models = {emb: build_variant(policy, emb, variant, tmp) for emb in sorted(bodies)}
     return lambda env_id: PolicyAgent(models[embodiment_of(env_id)], embodiment_of(env_id))
 
 
@@ -326,7 +313,7 @@ def evaluate_checkpoint(checkpoint: str | Path, scenarios, safety: bool = True, 
         from physai.overrides import apply_overrides
         from physai.plan import Planner
 
-        plan = Planner.load(planner, Policy.from_pretrained(checkpoint))
+        plan = Planner.load(planner, policy)
         plan.cfg = apply_overrides(plan.cfg, list(plan_set))
         wrong = sorted({sc.embodiment for sc in scenarios} - {plan.cfg.embodiment})
         if wrong:

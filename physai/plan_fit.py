@@ -22,9 +22,10 @@ import torch
 from physai.plan import Planner, PlannerConfig, TokenValue, reward_to_go
 from physai.sim.family import family_for_env
 from physai.data.collect import episode_arrays
-from physai.sim.rollout import Episode, PolicyDriver, run_episodes
+from physai.sim.drivers import PolicyDriver
+from physai.sim.rollout import Episode, run_episodes
 from physai.sim.suite import Scenario
-from physai.validate import prepare_observation
+from physai.world import encode_frames, imagine_next_chunk
 
 
 class NoisyDriver(PolicyDriver):
@@ -54,26 +55,13 @@ def policy_rollouts(policy, env_id: str, options: dict, episodes: int, seed: int
     return run_episodes(NoisyDriver(policy, emb, noise, seed), eps, slots=slots, workers=fam.spawnable and slots > 1)
 
 
-@torch.no_grad()
 def _features(policy, res: dict, emb: str, H: int, batch: int = 128) -> dict[str, np.ndarray]:
     """Real tokens of every frame and the tokens imagined one chunk later from it."""
-    spec = policy.specs[emb]
-    ep = episode_arrays(res, spec)
-    img, prop, cmd, act = ep["image"], ep["proprio"], ep["command"], ep["action"]
-    frames = res["frames"]
-    real, imag = [], []
-    for i in range(0, len(frames), batch):
-        o = {"image": img[i:i + batch], "proprio": prop[i:i + batch], "command": cmd[i:i + batch]}
-        oo, _ = prepare_observation(o, spec, policy.device, policy.config.stem.n_obs_steps)
-        real.append(policy.encode(policy._norm_obs(oo, emb), emb)["quantized"].cpu().numpy())
-    n_im = max(0, len(frames) - H)
-    for i in range(0, n_im, batch):
-        j = np.arange(i, min(i + batch, n_im))
-        o = {"image": img[j], "proprio": prop[j], "command": cmd[j]}
-        a = act[j[:, None] + np.arange(H)[None]]
-        imag.append(policy.imagine(o, torch.as_tensor(a), emb).quantized[:, 0].cpu().numpy())
-    return {"real": np.concatenate(real), "imagined": np.concatenate(imag) if imag else np.zeros((0,) + real[0].shape[1:], np.float32),
-            "command": cmd}
+    ep = episode_arrays(res, policy.specs[emb])
+    real = encode_frames(policy, ep, emb, batch)["quantized"]
+    nxt = imagine_next_chunk(policy, ep, emb, batch)
+    imag = nxt.quantized[:, 0].float().cpu().numpy() if nxt is not None else np.zeros((0,) + real.shape[1:], np.float32)
+    return {"real": real, "imagined": imag, "command": ep["command"]}
 
 
 def fit_value(policy, env_id: str, options: dict, config: PlannerConfig, episodes: int = 16, seed: int = 300000,

@@ -77,3 +77,38 @@ def imagine(policy, obs: Mapping[str, Any], actions: Any, embodiment: str) -> Im
             policy.train(True)
     return Imagined(start=feats["codes"], codes=torch.stack(codes, 1), logits=torch.stack(logits, 1),
                     quantized=torch.stack(quant, 1))
+
+
+@torch.no_grad()
+def encode_frames(policy, ep: Mapping[str, Any], embodiment: str, batch: int = 256) -> dict[str, Any]:
+    """Every frame of a recorded episode (`physai.data.collect.episode_arrays`) through the encoder:
+    codes [N, K], quantized [N, K, d] and the mean-pooled trunk embedding [N, W] (numpy)."""
+    import numpy as np
+
+    spec = policy.specs[embodiment]
+    out: dict[str, list] = {"codes": [], "quantized": [], "embedding": []}
+    for i in range(0, len(ep["proprio"]), batch):
+        o, _ = prepare_observation({k: ep[k][i:i + batch] for k in ("image", "proprio", "command")}, spec,
+                                   policy.device, policy.config.stem.n_obs_steps)
+        f = policy.encode(policy._norm_obs(o, embodiment), embodiment)
+        out["codes"].append(f["codes"].cpu().numpy())
+        out["quantized"].append(f["quantized"].float().cpu().numpy())
+        out["embedding"].append(f.get("trunk", f["tokens"]).mean(1).float().cpu().numpy())
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+@torch.no_grad()
+def imagine_next_chunk(policy, ep: Mapping[str, Any], embodiment: str, batch: int = 128) -> Imagined | None:
+    """One imagined step from every frame t with a whole chunk after it, on the actions really
+    taken (frames t..t+H-1): `Imagined` with k = 1 for the N - H frames (None when there are none)."""
+    import numpy as np
+
+    H, n = policy.config.head.chunk_size, len(ep["proprio"]) - policy.config.head.chunk_size
+    parts = []
+    for i in range(0, max(0, n), batch):
+        j = np.arange(i, min(i + batch, n))
+        parts.append(policy.imagine({k: ep[k][j] for k in ("image", "proprio", "command")},
+                                    torch.as_tensor(ep["action"][j[:, None] + np.arange(H)[None]]), embodiment))
+    if not parts:
+        return None
+    return Imagined(*(torch.cat([getattr(p, f) for p in parts]) for f in ("start", "codes", "logits", "quantized")))

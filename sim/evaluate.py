@@ -18,7 +18,8 @@ import numpy as np
 from rich.progress import Progress
 
 from physai.sim.family import family_for_env
-from physai.sim.rollout import Episode, ExpertDriver, PolicyDriver, StepDriver, run_episodes
+from physai.sim.drivers import ExpertDriver, PolicyDriver, StepDriver
+from physai.sim.rollout import Episode, run_episodes
 from physai.sim.suite import Scenario
 
 REFERENCE = "expert"  # the agent other agents' relative scores are measured against

@@ -5,7 +5,8 @@ Collection, DAgger, closed-loop evaluation and RL all play episodes through `run
 back: the expert's label at every visited state, the frames for a dataset, a video. Envs live in
 `EnvSlot`s, in this process (`workers=0`) or one per worker process (`workers=N`, spawn); every
 control step the runner gathers the observations of all slots that wait for an action, asks the
-driver for all of them in one batch, and steps the slots (worker processes step in parallel).
+driver (`physai.sim.drivers`) for all of them in one batch, and steps the slots (worker processes step
+in parallel).
 Each episode is reset with its own seed (envs are cached per slot and reset), and the safety guard (`family.make_guard`)
 sits between the driver and the env inside the slot, reading the env's documented
 `info["sensors"]`, so the same seeds give the same episodes however many slots run them.
@@ -17,11 +18,12 @@ from __future__ import annotations
 import multiprocessing as mp
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from physai.errors import ConfigError
+from physai.sim.drivers import Driver, ExpertDriver, PolicyDriver, StepDriver  # noqa: F401  (re-exported)
 from physai.sim.family import family_for_env
 from physai.sim.suite import Scenario
 
@@ -50,106 +52,6 @@ class Episode:
     # episode totals (per term too) into the metrics as `reward` and `reward/<term>`
     reward: str | None = None
     reward_weights: tuple[tuple[str, float], ...] = ()  # term weight overrides
-
-
-class Driver(Protocol):
-    """Who picks the actions: a batched policy, or the expert inside each slot (`in_slot`)."""
-
-    in_slot: bool  # True: the slot's expert drives (no actions are sent)
-    max_slots: int | None  # None = any number of envs at once
-
-    def reset(self, slot: int) -> None: ...
-
-    def act(self, obs: list[dict], slots: list[int]) -> list[np.ndarray]: ...
-
-    # optional: `episode_stats(slot) -> dict[str, float]`, merged into the ending episode's metrics
-    # (PolicyDriver reports `nonfinite_actions`, the NaN/inf actions it replaced)
-    # optional: `feedback(slot, fb)` after every step of an episode with a `reward`: fb = {"reward",
-    # "terms", "done" (the episode ended), "terminated" (by the env, not the time limit), "final_obs"
-    # (the observation after the last step of a truncated episode, for bootstrapping)}
-
-
-class ExpertDriver:
-    """The family's expert drives, inside each slot (it reads the env's state)."""
-
-    in_slot, max_slots = True, None
-
-    def __init__(self, env_id: str | None = None):
-        pass
-
-    def reset(self, slot: int) -> None:
-        pass
-
-    def act(self, obs, slots):
-        raise RuntimeError("the expert acts inside the env slot")
-
-
-class PolicyDriver:
-    """A physai `Policy` for one embodiment: one batched forward for every slot that needs a plan;
-    each slot keeps its own `ActionQueue` (chunking / temporal ensembling)."""
-
-    in_slot, max_slots = False, None
-
-    def __init__(self, policy, embodiment: str, optimize: bool = True):
-        from physai.action_queue import ActionQueue
-
-        self.policy, self.emb = policy, embodiment
-        self.spec = policy.specs[embodiment]
-        if optimize:
-            policy.eval().optimize_for_inference()
-        self._queues: dict[int, Any] = {}
-        self._subs: dict[int, Any] = {}  # per slot: NaN/inf actions replaced this episode
-        self._new_queue = lambda: ActionQueue(policy.config.n_action_steps, policy.config.temporal_ensemble)
-
-    def reset(self, slot: int) -> None:
-        from physai.validate import Substitutions
-
-        self._queues[slot] = self._new_queue()
-        self._subs[slot] = Substitutions(f"{type(self.policy).__name__}[{self.emb}]")
-
-    def episode_stats(self, slot: int) -> dict[str, float]:
-        return {"nonfinite_actions": float(self._subs[slot].episode)} if slot in self._subs else {}
-
-    def act(self, obs, slots):
-        import torch
-
-        from physai.validate import obs_from_env
-
-        qs = [self._queues[s] if s in self._queues else (self.reset(s) or self._queues[s]) for s in slots]
-        need = [i for i, q in enumerate(qs) if q.needs_chunk()]
-        if need:
-            batch = [obs_from_env(obs[i], self.spec) for i in need]
-            stacked = {k: np.concatenate([b[k][None] for b in batch]) for k in ("image", "proprio", "command")}
-            chunks = self.policy.predict_action_chunk(stacked, self.emb, substitute=False)  # [n, H, A]
-            for j, i in enumerate(need):
-                qs[i].push(chunks[j])
-        with torch.no_grad():
-            return [self._subs[s](q.pop()[None], self.spec)[0].cpu().numpy().astype(np.float32)
-                    for s, q in zip(slots, qs)]
-
-
-class StepDriver:
-    """Any per-observation policy (`select_action(obs) -> action`, e.g. a LeRobot baseline or a
-    `SafePolicy`-less script): one slot at a time, since such policies keep one action queue."""
-
-    in_slot, max_slots = False, 1
-
-    def __init__(self, fn: Callable[[dict], Any], reset: Callable[[], None] | None = None, spec=None):
-        self.fn, self._reset, self.spec = fn, reset, spec
-
-    def reset(self, slot: int) -> None:
-        if self._reset is not None:
-            self._reset()
-
-    def act(self, obs, slots):
-        from physai.validate import obs_from_env
-
-        outs = []
-        for o in obs:
-            a = self.fn(obs_from_env(o, self.spec) if self.spec is not None else o)
-            a = a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
-            outs.append(np.asarray(a, dtype=np.float32))
-        return outs
 
 
 # ---- one env, one episode at a time ---------------------------------------------------------

@@ -29,20 +29,14 @@ def _agreement(ref: list[np.ndarray], out: list[np.ndarray]) -> dict[str, float]
 
 def _variants(pol, emb: str, obs: list[dict], calls: int, threads: int, tmp: str) -> list[dict[str, Any]]:
     """Rows for int8 / ONNX / ONNX int8 of `pol` on `obs`, with agreement against eager fp32."""
-    from pathlib import Path
-
-    from physai.export import export_policy
-    from physai.quantize import quantize_int8, quantize_onnx_int8
-    from physai.runtime import OnnxPolicy
+    from physai.export import build_variant
 
     with torch.inference_mode():
         ref = [pol.predict_action_chunk(o, emb).numpy() for o in obs]
-    q = quantize_int8(pol)
-    onnx_path = export_policy(pol, emb, Path(tmp) / f"{emb}.onnx")
-    q_path = quantize_onnx_int8(onnx_path, Path(tmp) / f"{emb}.int8.onnx")
+    q, onnx32, onnx8 = (build_variant(pol, emb, v, tmp, threads) for v in ("int8", "onnx", "onnx-int8"))
     runs = {"physai int8 (torch dynamic)": lambda o: q.predict_action_chunk(o, emb).numpy(),
-            "physai ONNX (onnxruntime fp32)": OnnxPolicy(onnx_path, threads).predict_action_chunk,
-            "physai ONNX int8 (onnxruntime dynamic)": OnnxPolicy(q_path, threads).predict_action_chunk}
+            "physai ONNX (onnxruntime fp32)": onnx32.runtime.predict_action_chunk,  # the runtime itself
+            "physai ONNX int8 (onnxruntime dynamic)": onnx8.runtime.predict_action_chunk}
     rows = []
     for name, fn in runs.items():
         i = {"k": 0}
@@ -72,7 +66,7 @@ def bench_latency(threads: int = 2, calls: int = 100, chunk: int = 8, preset: st
     trained = Policy.from_pretrained(checkpoint) if checkpoint else None
     if trained is not None:  # re-plan every call: full inference each time
         trained.config = dataclasses.replace(trained.config, n_action_steps=1, temporal_ensemble=None)
-    tmp = tempfile.mkdtemp(prefix="physai-latency-")
+    tmp = tempfile.TemporaryDirectory(prefix="physai-latency-")  # the exported files, removed at the end
     for emb in (trained.config.embodiments if trained is not None else ("car", "g1")):
         spec = trained.specs[emb] if trained is not None else get_spec(emb)
         rng = np.random.default_rng(0)
@@ -101,7 +95,7 @@ def bench_latency(threads: int = 2, calls: int = 100, chunk: int = 8, preset: st
                      "p50_ms": p["p50_ms"] / a["p50_ms"], "p99_ms": p["p99_ms"] / a["p99_ms"], "mean_ms": p["mean_ms"] / a["mean_ms"]})
         if variants:
             pol.optimize_for_inference(False)
-            var = _variants(pol, emb, obs, calls, threads, tmp)
+            var = _variants(pol, emb, obs, calls, threads, tmp.name)
             rows += var
             best = min(var, key=lambda r: r["p50_ms"])
             rows.append({"embodiment": emb, "policy": f"ratio {best['policy']} / eager", "params_M": float("nan"),
@@ -113,5 +107,6 @@ def bench_latency(threads: int = 2, calls: int = 100, chunk: int = 8, preset: st
         for r in rows:
             if r["embodiment"] == emb:
                 r["budget_ms"] = 1e3 / spec.control_hz
+    tmp.cleanup()
     return {"threads": threads, "calls": calls, "chunk_size": chunk, "n_action_steps": 1, "rows": rows,
             "checkpoint": checkpoint}

@@ -27,7 +27,7 @@ from physai.sim.family import families, family_for_env
 from physai.data.collect import episode_arrays
 from physai.sim.rollout import Episode, ExpertDriver, run_episodes
 from physai.sim.suite import Scenario
-from physai.validate import prepare_observation
+from physai.world import encode_frames
 
 
 def env_for(embodiment: str) -> str:
@@ -48,18 +48,6 @@ def expert_rollouts(env_id: str, episodes: int, seed: int, seconds: float | None
                             fam.random_commands(env_id, np.random.default_rng([seed + i, 17]), seconds)),
                    safety=False, record=True) for i in range(episodes)]
     return run_episodes(ExpertDriver(), eps, slots=min(2, episodes), workers=fam.spawnable)
-
-
-@torch.no_grad()
-def _encode(policy, ep: dict[str, np.ndarray], emb: str, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Codes [N, K] and quantized tokens [N, K·d] of every frame of an episode."""
-    codes, quant = [], []
-    for i in range(0, len(ep["proprio"]), batch):
-        o = {k: ep[k][i:i + batch] for k in ("image", "proprio", "command")}
-        o, _ = prepare_observation(o, policy.specs[emb], policy.device, policy.config.stem.n_obs_steps)
-        f = policy.encode(policy._norm_obs(o, emb), emb)
-        codes.append(f["codes"].cpu().numpy()), quant.append(f["quantized"].flatten(1).cpu().numpy())
-    return np.concatenate(codes), np.concatenate(quant)
 
 
 def _ridge(x: np.ndarray, y: np.ndarray, lam: float = 1e-2) -> Callable[[np.ndarray], np.ndarray]:
@@ -83,7 +71,8 @@ def bench_embodiment(policy, emb: str, episodes: int = 6, seed: int = 7000, hori
     H, V = policy.config.head.chunk_size, policy.bottleneck.vocab_size
     runs = expert_rollouts(env_id, episodes, seed, seconds)
     eps = [episode_arrays(r, spec) for r in runs]
-    enc = [_encode(policy, e, emb) for e in eps]
+    enc = [(f["codes"], f["quantized"].reshape(len(f["codes"]), -1))
+           for f in (encode_frames(policy, e, emb) for e in eps)]
     half = max(1, len(eps) // 2)
     fit, test = range(half), range(half, len(eps)) if len(eps) > 1 else range(1)
     K = enc[0][0].shape[1]
