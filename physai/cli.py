@@ -19,6 +19,7 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 warnings.filterwarnings("ignore", message="Cannot (en|dis)able progress bars")  # LeRobot's re-enabling, refused
 
 from rich.table import Table
+from rich.text import Text
 
 from physai.report import console  # noqa: E402  (one console, wide when not a terminal)
 
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.fn(args) or 0)
     except PhysaiError as e:
-        console.print(f"[bold red]error:[/] {e}")
+        console.print(Text.assemble(("error: ", "bold red"), str(e)))  # the message verbatim, never markup
         return 2
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from rich.table import Table
 
 from physai.errors import ConfigError
-from physai.report import closed_loop_tables, console, print_table, write_json
+from physai.report import closed_loop_tables, console, logger, print_table, write_json
 
 
 def _write(path, result: dict[str, Any]) -> None:
@@ -45,7 +45,7 @@ def cmd_data(args) -> int:
     if args.batch_size < 1 or args.chunk_size < 1 or args.batches < 1:
         raise ConfigError("--batch-size, --chunk-size and --batches must be >= 1")
     report = bench_data(args.datasets, batch_size=args.batch_size, chunk_size=args.chunk_size, batches=args.batches,
-                        workers=tuple(args.workers), cache_dir=args.cache_dir, log=lambda m: console.print(f"[dim]{m}[/]"))
+                        workers=tuple(args.workers), cache_dir=args.cache_dir, log=logger("dim"))
     console.print(data_table(report))
     if args.json:
         _write(args.json, report)

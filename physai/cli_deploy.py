@@ -3,7 +3,7 @@ work is in `physai.export`, `physai.distill` and `physai.prune`."""
 
 from __future__ import annotations
 
-from physai.report import console, print_table
+from physai.report import logger, print_table
 
 
 def cmd_export(args) -> int:
@@ -33,7 +33,7 @@ def cmd_distill(args) -> int:
     from physai.overrides import apply_overrides
 
     cfg = apply_overrides(DistillConfig(student_preset=args.student_preset), args.set or [])
-    res = distill(args.teacher, args.out, cfg, data_root=args.data_root, log=lambda m: console.print(f"[dim]{m}[/]"))
+    res = distill(args.teacher, args.out, cfg, data_root=args.data_root, log=logger("dim"))
     rows = [{"item": "teacher params", "value": f"{res['teacher_params'] / 1e6:.3f} M"},
             {"item": "student params", "value": f"{res['student_params'] / 1e6:.3f} M"},
             {"item": "ratio", "value": f"{res['ratio']:.1f}x"},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from physai.report import console, print_table
+from physai.report import console, logger, print_table
 
 
 def _weight(s: str) -> tuple[str, float]:
@@ -37,7 +37,7 @@ def cmd_rl(args) -> int:
     weights = {**dict(recipe.weights), **dict(args.weight or [])}
     out = Path(args.out or f"runs/{recipe.name}")
     res = rl_finetune(args.checkpoint, recipe.env, out, recipe.rl, reward=recipe.reward or None, weights=weights,
-                      expert_baseline=not args.no_expert, log=console.print,
+                      expert_baseline=not args.no_expert, log=logger(),
                       options=dict(recipe.options))
     first, last = res["first"], res["last"]
     keys = ["reward", *sorted(k for k in last if k.startswith("reward/")),

@@ -3,11 +3,9 @@ in `physai.pipeline`, `physai.sim.evaluate` and `physai.recipes.demo`."""
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from pathlib import Path
 
-from physai.report import check_writable, closed_loop_tables, console, instruction_table, plot_curves, print_table, write_json
+from physai.report import check_writable, closed_loop_tables, console, instruction_table, logger, plot_curves, print_table, write_json
 
 
 def cmd_train(args) -> int:
@@ -17,7 +15,7 @@ def cmd_train(args) -> int:
 
     recipe = apply_overrides(get_recipe(args.recipe)(), args.set or [])
     out = Path(args.out or f"runs/{recipe.name}")
-    res = train_recipe(recipe, out, resume=not args.no_resume, log=console.print)
+    res = train_recipe(recipe, out, resume=not args.no_resume, log=logger())
     if res["history"]:
         plot_curves(res["history"], out / "training_curve.png", title=f"physai train --recipe {recipe.name}")
     last = res["history"][-1] if res["history"] else {}
@@ -75,7 +73,7 @@ def cmd_eval(args) -> int:
 def cmd_demo(args) -> int:
     from physai.recipes.demo import run_demo
 
-    summary = run_demo(out=Path(args.out), quick=args.quick, log=lambda m: console.print(f"[bold]{m}[/]"))
+    summary = run_demo(out=Path(args.out), quick=args.quick, log=logger("bold"))
     print_eval(summary["eval"], "physai demo")
     out = Path(args.out)
     print_table([{"item": "wall time (s)", "value": f"{summary['wall_s']:.0f}"},

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from physai.report import console, print_table
+from physai.report import console, logger, print_table
 
 
 def cmd_plan(args) -> int:
@@ -27,7 +27,7 @@ def cmd_plan(args) -> int:
         raise ConfigError("--episodes must be >= 2 (a quarter is held out)")
     planner, report = fit_value(policy, env_id, dict(recipe.options), cfg, episodes=args.episodes, seed=args.seed,
                                 seconds=args.seconds, safety=args.safety, steps=args.steps,
-                                log=lambda m: console.print(f"[dim]{m}[/]"))
+                                log=logger("dim"))
     out = planner.save(Path(args.out), extra={"checkpoint": str(args.checkpoint), "fit": report})
     print_table([{"item": k, "value": v} for k, v in report.items()] + [{"item": "planner", "value": str(out)}],
                 f"physai plan: value head on physical tokens ({env_id})", ["item", "value"])
@@ -44,7 +44,7 @@ def cmd_flywheel(args) -> int:
     if not isinstance(fw, FlywheelRecipe):
         raise ConfigError(f"recipe '{args.recipe}' is not a flywheel recipe (flywheel_car)")
     fw = apply_overrides(fw, args.set or [])
-    res = run_flywheel(args.checkpoint, fw, args.out, data_root=args.data_root, log=lambda m: console.print(f"[dim]{m}[/]"))
+    res = run_flywheel(args.checkpoint, fw, args.out, data_root=args.data_root, log=logger("dim"))
     cols = ["arm", "round", "frames_added", "hard_frames", "dup_share", "guard_off/collision", "guard_off/fell",
             "guard_off/progress_m", "guard_on/collision", "guard_on/guard_aeb", "guard_on/progress_m", "guard_on/reward"]
     cols = [c for c in cols if any(c in r for r in res["rows"])]

@@ -241,7 +241,7 @@ def run_flywheel(checkpoint: str | Path, fw: FlywheelRecipe, out: str | Path, da
                  log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     """Run every arm for `fw.rounds` rounds from `checkpoint`; returns the per-round table."""
     from physai.overrides import apply_overrides
-    from physai.pipeline import dataset_paths, train_recipe
+    from physai.pipeline import dataset_paths, env_datasets, train_recipe
     from physai.policy import Policy
     from physai.recipes import get_recipe
 
@@ -254,7 +254,7 @@ def run_flywheel(checkpoint: str | Path, fw: FlywheelRecipe, out: str | Path, da
     base_recipe = apply_overrides(base_recipe, sets)
     # the retrain recipe fine-tunes this checkpoint: its model settings (chunk size ...) are the checkpoint's
     base_recipe = dataclasses.replace(base_recipe, policy=Policy.from_pretrained(checkpoint).config)
-    parents = [p for p, (e, *_) in zip(dataset_paths(base_recipe, progress=False), base_recipe.data.datasets)
+    parents = [p for e, p in env_datasets(base_recipe, dataset_paths(base_recipe, progress=False))
                if family_for_env(e).embodiment_of(e) == emb]
     if not parents:
         raise ConfigError(f"flywheel: the retrain recipe '{fw.retrain}' has no {emb} dataset to extend")

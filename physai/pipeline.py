@@ -37,12 +37,26 @@ def ensure_dataset(env_id: str, episodes: int, root: str | Path, seed: int, reco
 
 
 def dataset_paths(recipe, progress: bool = True) -> dict[Path, float]:
+    """{dataset folder: sampling weight}, one per `data.datasets` entry, in order: env entries are
+    recorded (or found in the cache), dataset entries resolved (a path, or a Hub download)."""
+    from physai.data.sources import is_dataset_entry, resolve_dataset
+
     d = recipe.data
     out = {}
     for entry in d.datasets:
+        if is_dataset_entry(entry):
+            out[resolve_dataset(entry[0], d.root)] = entry[1]
+            continue
         env_id, episodes, weight = entry[:3]
         out[ensure_dataset(env_id, episodes, d.root, d.seed, d.entry_record(entry), progress, d.action_noise)] = weight
     return out
+
+
+def env_datasets(recipe, base: dict[Path, float]) -> list[tuple[str, Path]]:
+    """(env id, its recording) for the env entries of `data.datasets` (`base` from `dataset_paths`)."""
+    from physai.data.sources import is_dataset_entry
+
+    return [(e[0], p) for e, p in zip(recipe.data.datasets, base) if not is_dataset_entry(e)]
 
 
 def build_policy(recipe, loader):
@@ -72,6 +86,16 @@ def build_policy(recipe, loader):
             pol.normalizer.stats[emb] = norm.stats[emb]
     pol.normalizer.modes.setdefault("action_delta", recipe.policy.action_norm)
     return pol
+
+
+def chunk_size(recipe) -> int:
+    """The action chunk the trained model predicts: its `init_from` checkpoint's when it has one."""
+    if recipe.init_from and (Path(recipe.init_from) / "config.json").is_file():
+        from physai.checkpoint import read_config
+        from physai.config import PolicyConfig
+
+        return PolicyConfig.from_dict(read_config(recipe.init_from)["config"]).head.chunk_size
+    return recipe.policy.head.chunk_size
 
 
 def fit_residual_stats(norm, loader, embodiments, batches: int = 40) -> None:
@@ -112,7 +136,12 @@ def _make_loader(recipe, base: dict[Path, float], rounds: list[dict[Path, Path]]
     for parent, members in groups.items():
         for p in members:
             if str(p) not in frames_cache:
-                frames_cache[str(p)] = load_frames(p)
+                frames = load_frames(p)
+                if p == parent:  # recordings hold episodes out for validation; DAgger data all trains
+                    frames, held = frames.hold_out(recipe.data.val_episodes)
+                    if held is not None:
+                        frames_cache.setdefault("val", {})[str(p)] = held
+                frames_cache[str(p)] = frames
         n = {p: len(frames_cache[str(p)]) for p in members}
         fixed = [p for p in members if fixed_share and p in fixed_share]
         share = max((fixed_share[p] for p in fixed), default=0.0)
@@ -122,15 +151,37 @@ def _make_loader(recipe, base: dict[Path, float], rounds: list[dict[Path, Path]]
             for p in group:
                 weights[str(p)] = base[parent] * w * n[p] / total
     d = recipe.data
-    weighted = {embodiment_of(e[0]): d.entry_record(e) for e in d.datasets}  # (a body's last entry decides)
+    weighted = {embodiment_of(e[0]): d.entry_record(e) for e in d.env_entries()}  # (a body's last entry decides)
     weighted = {emb: rc for emb, rc in weighted.items() if rc.transition_weight != 1.0}
     seconds = {rc.transition_seconds for rc in weighted.values()}
     if len(seconds) > 1:
         raise ConfigError(f"data.record.*.transition_seconds must agree across the weighted families, got {sorted(seconds)}")
-    return MultiEmbodimentLoader(weights, batch_size=recipe.train.batch_size, chunk_size=recipe.policy.head.chunk_size,
+    return MultiEmbodimentLoader(weights, batch_size=recipe.train.batch_size, chunk_size=chunk_size(recipe),
                                  seed=recipe.train.seed, frames={k: frames_cache[k] for k in weights},
                                  transition_weight={emb: rc.transition_weight for emb, rc in weighted.items()},
                                  transition_seconds=seconds.pop() if seconds else 1.5)
+
+
+def validation_batches(loader, held: dict, chunk: int, n: int = 64) -> list[dict]:
+    """A fixed validation set (tracks fit, picks `best`), one batch per embodiment: `n` frames of the
+    episodes held out of training (`Frames.hold_out`), or of the training frames for a body whose
+    datasets are too small to hold one out."""
+    import numpy as np
+
+    from physai.data.loader import _Pool
+
+    rng = np.random.default_rng(12345)
+    by_emb: dict[str, list] = {}
+    for f in held.values():
+        by_emb.setdefault(f.spec.name, []).append(f)
+    out = []
+    for emb, frames in loader.num_frames().items():
+        if emb in by_emb:
+            pool = _Pool.build([dataclasses.replace(f) for f in by_emb[emb]])
+            out.append(pool.batch(rng.integers(0, pool.state.shape[0], min(n, pool.state.shape[0])), chunk))
+        else:
+            out.append(loader.batch_for(emb, rng.integers(0, frames, min(n, frames)).tolist()))
+    return out
 
 
 def dagger_boundaries(recipe) -> list[int]:
@@ -175,7 +226,7 @@ def dagger_round(recipe, out: Path, r: int, policy, base: dict[Path, float],
     root = out / "dagger" / f"round_{r}"
     done = root / "done.json"
     jobs: list[_RolloutJob] = []
-    for i, ((env_id, *_), parent) in enumerate(zip(d.datasets, base)):
+    for i, (env_id, parent) in enumerate(env_datasets(recipe, base)):
         parts = family_for_env(env_id).rollout_processes
         for k in range(parts):
             n = d.dagger_episodes // parts + (1 if k < d.dagger_episodes % parts else 0)
@@ -219,11 +270,7 @@ def train_recipe(recipe, out: str | Path, resume: bool = True, progress: bool = 
     loader = _make_loader(recipe, base, [], frames_cache)
     torch.manual_seed(recipe.train.seed)
     policy = build_policy(recipe, loader)  # normalization from the expert recordings, fixed for the run
-    val_rng = torch.Generator().manual_seed(12345)
-    val = []
-    for emb, n in loader.num_frames().items():  # a fixed validation set (same data; tracks fit, picks `best`)
-        idx = torch.randint(0, n, (min(64, n),), generator=val_rng).tolist()
-        val.append(loader.batch_for(emb, idx))
+    val = validation_batches(loader, frames_cache.get("val", {}), chunk_size(recipe))
     bounds = dagger_boundaries(recipe)
     rounds: list[dict[Path, Path]] = list(extra_rounds or [])  # per round: {DAgger dataset: recording it extends}
     n_extra = len(rounds)

@@ -54,7 +54,8 @@ class Policy(nn.Module):
               backend: str | None = None, normalizer: Normalizer | None = None) -> "Policy":
         specs = dict(specs or {})
         for e in config.embodiments:
-            specs.setdefault(e, get_spec(e))
+            if e not in specs:  # a stored spec is enough: the body need not be registered here
+                specs[e] = get_spec(e)
         specs = {e: specs[e] for e in config.embodiments}
         backend = backend or default_backend()[0]
         w = config.trunk.width

@@ -17,6 +17,13 @@ from rich.table import Table
 console = Console(width=None if sys.stdout.isatty() else 240)
 
 
+def logger(style: str = ""):
+    """A `log` callback printing each line in `style`, verbatim (brackets in paths or lists are text, not markup)."""
+    from rich.text import Text
+
+    return lambda m: console.print(Text(str(m), style=style))
+
+
 def fmt(v: Any) -> str:
     if v is None:
         return "-"

@@ -110,7 +110,10 @@ class EmbodimentStem(nn.Module):
         B, T = proprio.shape[:2]
         if proprio.shape[-1] == 0:
             proprio = proprio.new_zeros(B, T, 1)
-        cmd = self.command(obs["command"].float())[:, None]  # [B, 1, W]
+        command = obs["command"].float()  # [B, Dc]
+        if command.shape[-1] == 0:  # a body without commands (a dataset with no command column)
+            command = command.new_zeros(B, 1)
+        cmd = self.command(command)[:, None]  # [B, 1, W]
         p = self.proprio(proprio.float()) + self.type_emb[2]  # [B, T, W]
         if self.cfg.state_token:  # one token per step carries proprio + command + embodiment
             toks = []

@@ -88,3 +88,31 @@ class SyntheticSource:
 
     def load_state_dict(self, st):
         self.i, self.seed = int(st["i"]), int(st["seed"])
+
+
+def write_lerobot_dataset(root, repo_id: str = "user/myarm", robot_type: str = "myarm", episodes: int = 4,
+                          frames: int = 25, fps: int = 10, size: int = 32, seed: int = 0, task: str = "reach"):
+    """A small dataset written with LeRobot's own API (no physai writer, no `meta/physai.json`) for a
+    3-joint arm physai has never seen: one 32-px camera, a 4-d state, actions a smooth function of
+    the state (so a policy can learn them). Returns the dataset root."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    features = {
+        "observation.images.wrist": {"dtype": "image", "shape": (size, size, 3), "names": ["height", "width", "channels"]},
+        "observation.state": {"dtype": "float32", "shape": (4,), "names": ["j0", "j1", "j2", "gripper"]},
+        "action": {"dtype": "float32", "shape": (3,), "names": ["j0", "j1", "j2"]},
+    }
+    ds = LeRobotDataset.create(repo_id, fps, features, root=root, robot_type=robot_type, use_videos=False)
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((4, 3)).astype(np.float32)
+    for _ in range(episodes):
+        s = rng.uniform(-1, 1, 4).astype(np.float32)
+        for _ in range(frames):
+            s = np.clip(s + 0.1 * rng.standard_normal(4).astype(np.float32), -1, 1)
+            img = np.zeros((size, size, 3), np.uint8)
+            img[..., 0] = int(127.5 * (s[0] + 1))  # the image shows the first joint
+            ds.add_frame({"observation.images.wrist": img, "observation.state": s,
+                          "action": np.tanh(s @ w).astype(np.float32), "task": task})
+        ds.save_episode()
+    ds.finalize()
+    return root

@@ -98,15 +98,15 @@ def _siblings(root: Path) -> list[Path]:
 
 def test_a_kill_inside_finalize_leaves_no_partial_file(tmp_path, monkeypatch):
     """LeRobot writes parquet footers in finalize(): a kill before them must not reach the dataset."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from lerobot.datasets.dataset_writer import DatasetWriter
 
     root = tmp_path / "ds"
     with W.DatasetWriter(root, get_spec("car")) as w:
         _episodes(w, 1)
     w = W.DatasetWriter(root, get_spec("car"))
-    real = LeRobotDataset._close_writer
-    monkeypatch.setattr(LeRobotDataset, "_close_writer",  # killed before the open parquet file gets its footer
-                        lambda self: (_ for _ in ()).throw(_Kill()) if self.writer is not None else real(self))
+    real = DatasetWriter.close_writer
+    monkeypatch.setattr(DatasetWriter, "close_writer",  # killed before the open parquet file gets its footer
+                        lambda self: (_ for _ in ()).throw(_Kill()) if self._pq_writer is not None else real(self))
     for _ in range(3):
         w.add_frame(*FRAME)
     with pytest.raises(_Kill):

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from physai.embodiments import EmbodimentSpec, get_spec
+from physai.embodiments import EMBODIMENTS, EmbodimentSpec, get_spec
 from physai.errors import ConfigError, SpecMismatchError
 from physai.sim.family import BodyFamily, family_for_embodiment, family_for_env
 
@@ -30,6 +30,12 @@ IMAGE_PREFIX = "observation.images."
 
 def image_key(camera: str) -> str:
     return IMAGE_PREFIX + camera
+
+
+def camera_feature(features: Mapping[str, Any], camera: str) -> str:
+    """The feature key of `camera`: `observation.images.<camera>`, or LeRobot's lone `observation.image`."""
+    key = image_key(camera)
+    return key if key in features or camera != "image" or "observation.image" not in features else "observation.image"
 
 
 def command_names(spec: EmbodimentSpec) -> list[str]:
@@ -124,10 +130,54 @@ def read_physai_meta(root: str | Path, expect: EmbodimentSpec | str | None = Non
         raise SpecMismatchError(expect.name, "name", expect.name, name)
     spec = expect or get_spec(name)
     spec.check_compatible(meta["spec"])
-    feats = read_info(root)["features"]
-    for key, want in features_for(spec).items():
-        got = feats.get(key)
-        if got is None or tuple(got["shape"]) != tuple(want["shape"]) or got["dtype"] not in (want["dtype"], "video"):
-            raise SpecMismatchError(spec.name, f"feature {key}", want["shape"], None if got is None else got["shape"])
+    check_features(read_info(root)["features"], spec)
     return meta, spec
+
+
+def _hw3(feature: Mapping[str, Any]) -> tuple[int, ...]:
+    shape = tuple(feature["shape"])
+    return (shape[1], shape[2], 3) if len(shape) == 3 and shape[0] == 3 and shape[2] != 3 else shape
+
+
+def check_features(feats: Mapping[str, Any], spec: EmbodimentSpec, full: bool = True) -> None:
+    """SpecMismatchError unless a dataset's LeRobot `features` hold what `spec` reads. `full`: every
+    feature physai writes (its own recordings); else only cameras, state, action, and the command
+    when the spec has one (a dataset LeRobot recorded)."""
+    want_all = features_for(spec)
+    keys = list(want_all) if full else [k for k in want_all if k != REWARD and (k != COMMAND or spec.command_dim)
+                                        and (k != STATE or spec.proprio_dim)]
+    for key in keys:
+        want = want_all[key]
+        got = feats.get(camera_feature(feats, key[len(IMAGE_PREFIX):]) if key.startswith(IMAGE_PREFIX) else key)
+        if got is None or _hw3(got) != tuple(want["shape"]) or got["dtype"] not in (want["dtype"], "video"):
+            raise SpecMismatchError(spec.name, f"feature {key}", want["shape"], None if got is None else got["shape"])
+
+
+def dataset_spec(root: str | Path, expect: EmbodimentSpec | str | None = None) -> tuple[EmbodimentSpec, bool]:
+    """(spec, recorded by physai) of the LeRobot dataset at `root`.
+
+    With `meta/physai.json`: the stored spec, checked (`read_physai_meta`). Without it (a dataset
+    LeRobot recorded, or a physai one that LeRobot's tools rewrote): `expect` when given; else the
+    registered spec its `robot_type` names, if the features match it; else the spec inferred from
+    LeRobot's metadata (`physai.embodiments.from_lerobot`), named `expect` (a str) or the robot_type."""
+    from physai.embodiments.from_lerobot import read_lerobot_meta, sanitize_name, spec_from_lerobot
+
+    root = Path(root)
+    if (root / META_FILE).is_file():
+        return read_physai_meta(root, expect)[1], True
+    info, stats = read_lerobot_meta(root)
+    read_info(root)  # checks the version
+    if isinstance(expect, EmbodimentSpec):
+        check_features(info["features"], expect, full=False)
+        return expect, False
+    name = sanitize_name(expect or info.get("robot_type") or root.name)
+    if name in EMBODIMENTS:
+        registered = get_spec(name)
+        try:
+            check_features(info["features"], registered, full=False)
+            return registered, False
+        except SpecMismatchError:
+            if expect:  # asked for this body by name: its features must fit
+                raise
+    return spec_from_lerobot(info, stats, name), False
 

@@ -1,6 +1,7 @@
 """Load a whole (small) physai LeRobot dataset into memory once, as flat uint8/float32 arrays.
 
-`load_frames(root)` checks `meta/physai.json` against the registered spec, reads the data parquet
+`load_frames(root)` checks `meta/physai.json` against the registered spec (or, for a dataset
+LeRobot wrote, takes the spec from its metadata: `physai.data.format.dataset_spec`), reads the data parquet
 files directly with pyarrow (no HF `datasets` cache copy), decodes every PNG image once (OpenCV,
 ~65 us per 64x64 frame; PIL as fallback) and, for datasets recorded with videos, every MP4 once,
 sequentially with PyAV (never a per-frame seek). The result is a `Frames`: images [N, C, 3, H, W]
@@ -36,6 +37,7 @@ class Frames:
     ep_start: np.ndarray  # [N] int64, first frame of this frame's episode
     ep_end: np.ndarray  # [N] int64, one past its last frame
     fingerprint: str
+    recorded_by_physai: bool = True  # False: a dataset LeRobot wrote (physai writes nothing into it)
 
     def __len__(self) -> int:
         return int(self.state.shape[0])
@@ -43,6 +45,28 @@ class Frames:
     @property
     def num_episodes(self) -> int:
         return int(len(np.unique(self.episode_index)))
+
+    def select(self, keep: np.ndarray, tag: str) -> "Frames":
+        """The frames where `keep` [N] bool is set, whole episodes only (boundaries recomputed);
+        `tag` marks the fingerprint, so a subset's loader state never resumes on the full set."""
+        idx = np.flatnonzero(keep)
+        ep = self.episode_index[idx]
+        change = np.flatnonzero(np.diff(ep)) + 1
+        starts, ends = np.concatenate([[0], change]), np.concatenate([change, [len(idx)]])
+        lengths = ends - starts
+        return Frames(root=self.root, spec=self.spec, images=self.images[idx], state=self.state[idx],
+                      command=self.command[idx], action=self.action[idx], episode_index=ep,
+                      ep_start=np.repeat(starts, lengths), ep_end=np.repeat(ends, lengths),
+                      fingerprint=f"{self.fingerprint}-{tag}", recorded_by_physai=self.recorded_by_physai)
+
+    def hold_out(self, episodes: int) -> tuple["Frames", "Frames | None"]:
+        """(training frames, the first `episodes` episodes for validation); everything trains when
+        the dataset has no more than `episodes` episodes."""
+        ids = np.unique(self.episode_index)
+        if episodes <= 0 or len(ids) <= episodes:
+            return self, None
+        held = np.isin(self.episode_index, ids[:episodes])
+        return self.select(~held, f"train{episodes}"), self.select(held, f"val{episodes}")
 
 
 def fingerprint(root: str | Path) -> str:
@@ -114,12 +138,13 @@ def load_frames(root: str | Path, expect: EmbodimentSpec | str | None = None) ->
     if not F.is_dataset(root):
         raise ConfigError(f"'{root}' is not a LeRobot dataset (no meta/info.json)")
     with reading(root):  # committed files never change afterwards: only listing + reading needs the lock
-        _, spec = F.read_physai_meta(root, expect)
+        spec, ours = F.dataset_spec(root, expect)
         info = F.read_info(root)
         fp = fingerprint(root)
-        cam_keys = [F.image_key(c.name) for c in spec.cameras]
+        cam_keys = [F.camera_feature(info["features"], c.name) for c in spec.cameras]
         png_keys = [k for k in cam_keys if info["features"][k]["dtype"] == "image"]
-        cols = png_keys + [F.STATE, F.COMMAND, F.ACTION, "episode_index", "frame_index", "index"]
+        vectors = [k for k, d in ((F.STATE, spec.proprio_dim), (F.COMMAND, spec.command_dim)) if d] + [F.ACTION]
+        cols = png_keys + vectors + ["episode_index", "frame_index", "index"]
         files = sorted(root.glob("data/*/*.parquet"))
         if not files:
             raise ConfigError(f"'{root}' has no data files")
@@ -145,6 +170,10 @@ def load_frames(root: str | Path, expect: EmbodimentSpec | str | None = None) ->
     imgs = images[0][:, None] if len(images) == 1 else np.stack(images, axis=1)  # [N, C, 3, H, W]
     if imgs.shape[1:] != (len(spec.cameras), 3, cam.height, cam.width):
         raise ConfigError(f"'{root}': images {imgs.shape[1:]} do not match spec cameras")
-    return Frames(root=root, spec=spec, images=imgs, state=_fixed(table, F.STATE, n),
-                  command=_fixed(table, F.COMMAND, n), action=_fixed(table, F.ACTION, n), episode_index=ep,
-                  ep_start=np.repeat(starts, lengths), ep_end=np.repeat(ends, lengths), fingerprint=fp)
+    def vec(key: str, dim: int) -> np.ndarray:
+        return _fixed(table, key, n) if key in vectors else np.zeros((n, dim), np.float32)
+
+    return Frames(root=root, spec=spec, images=imgs, state=vec(F.STATE, spec.proprio_dim),
+                  command=vec(F.COMMAND, spec.command_dim), action=_fixed(table, F.ACTION, n), episode_index=ep,
+                  ep_start=np.repeat(starts, lengths), ep_end=np.repeat(ends, lengths), fingerprint=fp,
+                  recorded_by_physai=ours)

@@ -63,6 +63,8 @@ def _read_cache(frames: Frames) -> Stats | None:
 def _write_cache(frames: Frames, stats: Stats) -> bool:
     from safetensors.numpy import save_file
 
+    if not frames.recorded_by_physai:  # a dataset LeRobot wrote is the user's: physai adds no file to it
+        return False
     path = frames.root / F.NORM_FILE
     spec = frames.spec
     tensors = {f"{spec.name}/{k}/{s}": np.ascontiguousarray(v, dtype=np.float32) for k, ss in stats.items() for s, v in ss.items()}

@@ -167,11 +167,24 @@ class DatasetWriter:
             for rel in MUTABLE:  # LeRobot rewrites these in place: a link would write into the dataset
                 if (self.root / rel).is_file():
                     copy_replace(self.root / rel, wds / rel)
-            self.ds = LeRobotDataset(self.repo_id, root=wds)
+            self.ds = LeRobotDataset.resume(self.repo_id, root=wds)
         self._new_files = NewFiles(wds, set(files))
+        self._configure_ds()
+
+    def _configure_ds(self) -> None:
         self.ds.meta.update_chunk_settings(data_files_size_in_mb=TINY_MB, video_files_size_in_mb=TINY_MB)
         if self._threads:
-            self.ds.start_image_writer(num_threads=self._threads)
+            self.ds.writer.start_image_writer(num_threads=self._threads)
+
+    def _resume_work(self) -> None:
+        """After a commit: LeRobot's `finalize()` closes its writer for good, so the next episode is
+        written by a fresh writer resumed on the (committed) work copy."""
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+        self.ds = None
+        gc.collect()
+        self.ds = LeRobotDataset.resume(self.repo_id, root=self._work / "ds")
+        self._configure_ds()
 
     def _remove_work(self) -> None:
         if self._work is not None:
@@ -243,6 +256,13 @@ class DatasetWriter:
                 self._reset(e)
                 raise
             self._frames = 0
+            try:  # the episode is committed; only the next one's writer is at stake
+                self._resume_work()
+            except Exception as e:
+                self._broken = f"reopening after the commit failed ({type(e).__name__}: {e})"
+                self._drop_dataset()
+                self._remove_work()
+                raise
             self.commit_seconds += time.perf_counter() - t0
         return self.num_episodes - 1
 
@@ -304,7 +324,7 @@ class DatasetWriter:
 
     def _drop_dataset(self) -> None:
         if self.ds is not None:
-            for step in (self.ds.stop_image_writer, self.ds.finalize):
+            for step in (self.ds.writer.stop_image_writer, self.ds.finalize):
                 with contextlib.suppress(Exception):
                     step()
         self.ds = None
@@ -313,7 +333,7 @@ class DatasetWriter:
     def close(self) -> None:
         """Drop the episode in progress and the work copy; release the locks. Safe after any failure."""
         if self.ds is not None:  # the work copy is thrown away: nothing in it matters now
-            for step in (self.discard_episode, self.ds.stop_image_writer, self.ds.finalize):
+            for step in (self.discard_episode, self.ds.writer.stop_image_writer, self.ds.finalize):
                 with contextlib.suppress(Exception):
                     step()
         self.ds, self._frames = None, 0

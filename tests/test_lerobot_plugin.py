@@ -1,0 +1,90 @@
+"""physai inside LeRobot: the `lerobot_policy_physai` plugin makes `lerobot-train --policy.type=physai`
+train on a LeRobot dataset, and the checkpoint it writes runs through LeRobot's own loading and
+processors."""
+
+import importlib.metadata as md
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from physai.embodiments import get_spec
+from physai.policy import Policy
+from physai.testing import SyntheticSource, tiny_config, write_lerobot_dataset
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_lerobot_dataset(tmp_path_factory.mktemp("lr") / "myarm", episodes=3, frames=20)
+
+
+def test_the_plugin_distribution_is_installed():
+    assert md.version("lerobot_policy_physai"), "install it: pip install ./physai/lerobot_policy/plugin (README)"
+    from lerobot.configs.policies import PreTrainedConfig
+    from lerobot.utils.import_utils import register_third_party_plugins
+
+    register_third_party_plugins()
+    assert "physai" in PreTrainedConfig.get_known_choices()
+
+
+def test_lerobot_train_trains_physai_then_lerobot_loads_and_runs_it(dataset, tmp_path):
+    out = tmp_path / "out"
+    exe = Path(sys.executable).parent / "lerobot-train"
+    cmd = [str(exe), "--dataset.repo_id=user/myarm", f"--dataset.root={dataset}", "--policy.type=physai",
+           "--policy.push_to_hub=false", "--policy.preset=nano", "--policy.chunk_size=4", "--policy.n_action_steps=2",
+           "--steps=4", "--batch_size=4", f"--output_dir={out}", "--policy.device=cpu", "--wandb.enable=false",
+           "--num_workers=0", "--save_freq=4", "--log_freq=1"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    ckpt = out / "checkpoints" / "last" / "pretrained_model"
+    assert json.loads((ckpt.parent / "training_state" / "training_step.json").read_text())["step"] == 4
+    assert "loss:" in res.stderr + res.stdout
+
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from lerobot.policies.factory import get_policy_class, make_pre_post_processors
+
+    policy = get_policy_class("physai").from_pretrained(ckpt)  # rebuilt from config.json alone
+    pre, post = make_pre_post_processors(policy.config, pretrained_path=str(ckpt))
+    ds = LeRobotDataset("user/myarm", root=dataset)
+    frame = ds[0]
+    batch = {k: frame[k][None] for k in ("observation.images.wrist", "observation.state")}
+    policy.reset()
+    actions = [post(policy.select_action(pre(dict(batch)))) for _ in range(3)]  # 2 queued per chunk
+    a = torch.cat(actions).numpy()
+    assert a.shape == (3, 3) and np.isfinite(a).all()
+    st = ds.meta.stats["action"]  # the [-1, 1] action range unnormalizes into the recorded range
+    assert (a >= np.asarray(st["min"]) - 1e-4).all() and (a <= np.asarray(st["max"]) + 1e-4).all()
+    again = get_policy_class("physai").from_pretrained(ckpt)
+    again.reset()
+    assert torch.allclose(post(again.select_action(pre(dict(batch)))), actions[0], atol=1e-5)
+
+
+def test_a_lerobot_physai_policy_can_join_a_pretrained_physai_trunk(tmp_path):
+    from lerobot.configs.types import FeatureType, PolicyFeature
+
+    from physai.lerobot_policy.configuration_physai import PhysaiConfig
+    from physai.lerobot_policy.modeling_physai import PhysaiPolicy
+
+    trunk = Policy.build(tiny_config(embodiments=("car",)))
+    SyntheticSource([get_spec("car")]).fit_normalizer(trunk)
+    trunk.save_pretrained(tmp_path / "trunk")
+    cfg = PhysaiConfig(input_features={"observation.images.top": PolicyFeature(FeatureType.VISUAL, (3, 32, 32)),
+                                       "observation.state": PolicyFeature(FeatureType.STATE, (5,))},
+                       output_features={"action": PolicyFeature(FeatureType.ACTION, (2,))},
+                       init_from=str(tmp_path / "trunk"), freeze_trunk=True, chunk_size=4, n_action_steps=4,
+                       device="cpu", push_to_hub=False)
+    pol = PhysaiPolicy(cfg)
+    assert set(pol.model.specs) == {"car", "lerobot_robot"}
+    trainable = {id(p) for p in pol.get_optim_params()}
+    assert trainable and not any(id(p) in trainable for p in pol.model.trunk.parameters())
+    batch = {"observation.images.top": torch.rand(3, 3, 32, 32), "observation.state": torch.randn(3, 5),
+             "action": torch.rand(3, 4, 2) * 2 - 1, "action_is_pad": torch.zeros(3, 4, dtype=torch.bool)}
+    loss, _ = pol.forward(batch)
+    assert torch.isfinite(loss)
+    chunk = pol.predict_action_chunk(batch)
+    assert chunk.shape == (3, 4, 2) and chunk.abs().max() <= 1.0
