@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from physai.device import add_device_argument
 from physai.report import check_writable, closed_loop_tables, console, instruction_table, logger, plot_curves, print_table, write_json
 
 
@@ -15,7 +16,7 @@ def cmd_train(args) -> int:
 
     recipe = apply_overrides(get_recipe(args.recipe)(), args.set or [])
     out = Path(args.out or f"runs/{recipe.name}")
-    res = train_recipe(recipe, out, resume=not args.no_resume, log=logger())
+    res = train_recipe(recipe, out, resume=not args.no_resume, log=logger(), device=args.device)
     if res["history"]:
         plot_curves(res["history"], out / "training_curve.png", title=f"physai train --recipe {recipe.name}")
     last = res["history"][-1] if res["history"] else {}
@@ -62,7 +63,7 @@ def cmd_eval(args) -> int:
         scenarios = seeded_scenarios(args.env, args.episodes, args.seed, args.seconds)
     res = evaluate_checkpoint(args.checkpoint, scenarios, safety=not args.no_safety, video=args.video,
                               slots=args.parallel, planner=args.planner, plan_set=args.plan_set or [],
-                              variants=tuple(args.variant or ()))
+                              variants=tuple(args.variant or ()), device=args.device)
     print_eval(res, "physai eval")
     if args.json:
         write_json(args.json, res)
@@ -92,6 +93,7 @@ def add_parsers(sub) -> None:
                    help="override a recipe field, e.g. train.steps=100 or policy.trunk.width=64 (repeatable)")
     p.add_argument("--out", help="run directory (default runs/<recipe>)")
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints already in --out")
+    add_device_argument(p)
     p.set_defaults(fn=cmd_train)
 
     p = sub.add_parser("eval", help="closed-loop evaluation of a checkpoint beside the expert (same seeds)")
@@ -104,12 +106,14 @@ def add_parsers(sub) -> None:
     p.add_argument("--suite", help="a shipped scenario suite by name (see `physai info`)")
     p.add_argument("--parallel", type=int, default=2, metavar="N", help="envs run at once (worker processes)")
     p.add_argument("--json", help="write results JSON here")
-    p.add_argument("--video", help="write MP4 roll-outs into this directory")
+    p.add_argument("--video", metavar="DIR", help="write one real-time MP4 per agent and scenario into DIR, "
+                   "captioned with the agent, the simulated time and the command")
     p.add_argument("--no-safety", action="store_true", help="run without the safety layer")
     p.add_argument("--planner", help="a `physai plan` directory: adds a `physai+plan` row (world-model planning)")
     p.add_argument("--plan-set", action="append", metavar="KEY=VALUE", help="planner override, e.g. candidates=32")
     p.add_argument("--variant", action="append", choices=("int8", "onnx", "onnx-int8"),
                    help="also drive a deployment variant of the checkpoint on the same seeds (repeatable)")
+    add_device_argument(p)
     p.set_defaults(fn=cmd_eval)
 
     p = sub.add_parser("demo", help="record, co-train car+G1, evaluate closed loop, write plots and videos")

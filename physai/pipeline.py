@@ -13,6 +13,7 @@ from typing import Any, Callable, NamedTuple
 
 import torch
 
+from physai.device import pick_device
 from physai.errors import CheckpointError, ConfigError
 from physai.sim.family import embodiment_of, family_for_env
 
@@ -74,8 +75,6 @@ def build_policy(recipe, loader):
                               f"train it first (e.g. `physai train --recipe cotrain --out runs/cotrain`) "
                               f"or pass --set init_from=DIR")
     pol = Policy.from_pretrained(recipe.init_from)
-    pol.config = dataclasses.replace(pol.config, residual_actions=tuple(
-        dict.fromkeys(pol.config.residual_actions + recipe.policy.residual_actions)))
     for emb, spec in loader.specs.items():
         if emb not in pol.specs:
             pol.add_embodiment(spec, head=recipe.policy.head_type(emb, spec.default_head))
@@ -84,6 +83,8 @@ def build_policy(recipe, loader):
             pol.replace_head(emb, recipe.policy.head_type(emb, ""))  # the recipe asks for another head
         if emb not in pol.normalizer.stats:  # a pre-trained body keeps the stats its weights were trained with
             pol.normalizer.stats[emb] = norm.stats[emb]
+    pol.config = dataclasses.replace(pol.config, residual_actions=tuple(  # (after the new bodies exist)
+        dict.fromkeys(pol.config.residual_actions + recipe.policy.residual_actions)))
     pol.normalizer.modes.setdefault("action_delta", recipe.policy.action_norm)
     return pol
 
@@ -254,7 +255,7 @@ def dagger_round(recipe, out: Path, r: int, policy, base: dict[Path, float],
 def train_recipe(recipe, out: str | Path, resume: bool = True, progress: bool = True,
                  log: Callable[[str], None] | None = None,
                  extra_rounds: list[dict[Path, Path]] | None = None,
-                 extra_share: float | None = None) -> dict[str, Any]:
+                 extra_share: float | None = None, device: str | torch.device | None = "cpu") -> dict[str, Any]:
     """Record (cached), train with the recipe's DAgger rounds, resume from `out`; `log` gets a line
     per DAgger round (the CLI prints them). `extra_rounds`: more labelled datasets ({dataset: the
     recording it extends}, e.g. the flywheel's mined frames), mixed in like DAgger data, or with
@@ -269,7 +270,7 @@ def train_recipe(recipe, out: str | Path, resume: bool = True, progress: bool = 
     frames_cache: dict = {}
     loader = _make_loader(recipe, base, [], frames_cache)
     torch.manual_seed(recipe.train.seed)
-    policy = build_policy(recipe, loader)  # normalization from the expert recordings, fixed for the run
+    policy = build_policy(recipe, loader).to(pick_device(device))  # normalization from the recordings, fixed
     val = validation_batches(loader, frames_cache.get("val", {}), chunk_size(recipe))
     bounds = dagger_boundaries(recipe)
     rounds: list[dict[Path, Path]] = list(extra_rounds or [])  # per round: {DAgger dataset: recording it extends}
@@ -339,18 +340,23 @@ def _variant_agent(policy, variant: str, bodies: set[str]):
 def evaluate_checkpoint(checkpoint: str | Path, scenarios, safety: bool = True, video: str | Path | None = None,
                         with_expert: bool = True, slots: int = 2, workers: bool = True,
                         progress: bool = True, planner: str | Path | None = None,
-                        plan_set: list[str] | tuple = (), variants: tuple[str, ...] = ()) -> dict[str, Any]:
+                        plan_set: list[str] | tuple = (), variants: tuple[str, ...] = (),
+                        device: str | torch.device | None = "cpu") -> dict[str, Any]:
     """Closed-loop evaluation of a checkpoint beside the expert on the same scenarios: per-episode
     records, one summary row per (agent, env), and the per-instruction success rows. `slots` envs
     run at once (in worker processes with `workers`). With a `planner` directory (`physai plan`),
     the same checkpoint also drives with world-model planning (agent `physai+plan`, same seeds).
     `variants` adds deployment variants of the same checkpoint on the same seeds: `int8` (PyTorch
-    dynamic int8), `onnx` (the export run by onnxruntime), `onnx-int8` (onnxruntime int8 of it)."""
+    dynamic int8), `onnx` (the export run by onnxruntime), `onnx-int8` (onnxruntime int8 of it).
+    `device`: where the policy runs (`physai.device.pick_device`; the envs and experts stay on the CPU)."""
     from physai.policy import Policy
     from physai.sim.evaluate import ExpertAgent, PolicyAgent, evaluate, summarize
     from physai.sim.instructions import instruction_rows
 
-    policy = Policy.from_pretrained(checkpoint)
+    dev = pick_device("cpu" if variants and str(device) == "auto" else device)
+    if variants and dev.type != "cpu":
+        raise ConfigError(f"deployment variants {list(variants)} run on the CPU (int8, onnxruntime); use --device cpu")
+    policy = Policy.from_pretrained(checkpoint, device=dev)
     for sc in scenarios:
         if sc.embodiment not in policy.specs:
             raise ConfigError(f"checkpoint '{checkpoint}' has no '{sc.embodiment}' head (has {sorted(policy.specs)})")

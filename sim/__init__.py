@@ -17,3 +17,6 @@ def register_envs() -> None:
     from physai.sim.family import register_envs as _register
 
     _register()
+
+
+from physai.sim import car as _car, humanoid as _humanoid  # noqa: E402,F401  (their import registers the envs)

@@ -126,3 +126,46 @@ def test_finetune_a_new_body_from_a_lerobot_dataset_then_load_it_in_a_fresh_proc
     a = np.asarray(got["actions"])
     assert a.shape == (6, 3) and np.isfinite(a).all()
     assert (a >= np.asarray(got["low"]) - 1e-6).all() and (a <= np.asarray(got["high"]) + 1e-6).all()
+
+
+class _Loader:
+    """The loader surface `build_policy` reads (normalizer, specs, frames, batches) over random batches."""
+
+    def __init__(self, spec):
+        self.specs = {spec.name: spec}
+
+    def num_frames(self):
+        return {e: 256 for e in self.specs}
+
+    def batch_for(self, emb, idx):
+        from physai.testing import make_batch
+
+        b = make_batch(self.specs[emb], B=len(idx), H=4, seed=len(idx))
+        return {**b, "action_is_pad": torch.zeros(b["action"].shape[:2], dtype=torch.bool)}
+
+    def normalizer(self, modes):
+        from physai.normalization import Normalizer
+
+        norm = Normalizer(modes=dict(modes))
+        for e, s in self.specs.items():
+            b = self.batch_for(e, list(range(64)))
+            norm.fit(e, "proprio", b["proprio"].reshape(-1, s.proprio_dim).numpy())
+            norm.fit(e, "action", b["action"].reshape(-1, s.action_dim).numpy())
+        return norm
+
+
+def test_a_fine_tune_adds_a_residual_body_to_a_checkpoint_without_it(tmp_path):
+    """finetune_t1 (T1 predicts residual actions) on a car-only checkpoint: the new body is added
+    before the config names it among the residual bodies."""
+    from physai.pipeline import build_policy
+    from physai.recipes import get_recipe
+
+    trunk = Policy.build(tiny_config(embodiments=("car",)))
+    SyntheticSource([get_spec("car")]).fit_normalizer(trunk)
+    trunk.save_pretrained(tmp_path / "trunk")
+    import dataclasses
+
+    recipe = dataclasses.replace(get_recipe("finetune_t1")(), init_from=str(tmp_path / "trunk"))
+    pol = build_policy(recipe, _Loader(get_spec("t1")))
+    assert set(pol.specs) == {"car", "t1"} and pol.config.residual_actions == ("t1",)
+    assert pol.normalizer.has("t1", "action_delta")

@@ -68,3 +68,11 @@ def test_hf_tokenizers_not_shadowed():
     hf, ours = out.split()
     assert "site-packages" in hf and ours.endswith(str(Path("tokenizers") / "__init__.py"))
     assert Path(ours).parent.resolve() == (ROOT / "tokenizers").resolve() or "site-packages" in ours
+
+
+def test_cli_errors_print_square_brackets_verbatim(capsys):
+    from physai.cli import main
+
+    assert main(["train", "--recipe", "cotrain", "--set", "train.steps=[bold]5"]) == 2
+    out = capsys.readouterr().out
+    assert "[bold]5" in out and "error:" in out

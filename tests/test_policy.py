@@ -428,3 +428,36 @@ def test_a_config_without_the_layout_keys_loads_the_old_layout():
         assert all(getattr(now, k) != v for k, v in old.items()), part
     pol = Policy.build(cfg)
     assert pol.stems["car"].num_tokens == 8 * 8 + 3 and pol.heads["car"].reflex is None
+
+
+def test_device_choice_is_checked_before_anything_runs():
+    import torch
+
+    from physai.device import pick_device
+
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="expected auto, cpu, cuda"):
+        pick_device("tpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            pick_device("cuda")
+
+
+@pytest.mark.cuda
+def test_a_policy_trains_and_acts_on_cuda():
+    import torch
+
+    from physai.embodiments import get_spec
+    from physai.policy import Policy
+    from physai.testing import make_batch, make_obs, tiny_config
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    spec = get_spec("car")
+    pol = Policy.build(tiny_config(embodiments=("car",))).to("cuda")
+    loss, _ = pol(make_batch(spec))
+    loss.backward()
+    assert all(p.grad is None or p.grad.is_cuda for p in pol.parameters())
+    a = pol.select_action(make_obs(spec), "car")
+    assert torch.isfinite(torch.as_tensor(a)).all()

@@ -334,3 +334,43 @@ def test_render_frame_for_videos():
     f = render_frame(env, 96)
     assert f.shape == (96, 96, 3) and f.dtype == np.uint8 and f.std() > 0
     env.close()
+
+
+def test_envs_register_at_import_with_their_episode_length():
+    """A fresh (spawn-started) process needs only the import, or gymnasium's `module:id` form."""
+    import subprocess
+    import sys
+
+    code = ("import gymnasium as gym; e = gym.make('physai.sim:physai/car-merge'); h = gym.spec('physai/g1-walk'); "
+            "print(e.spec.max_episode_steps, h.max_episode_steps)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["200", "1000"]
+
+
+def test_default_seconds_match_the_scenarios_durations():
+    from physai.sim.car import CONTROL_HZ, DEFAULT_SECONDS
+    from physai.sim.car.scenarios import get_scenario
+    from physai.embodiments import get_spec
+    from physai.sim.humanoid import CONTROL_HZ as H_HZ, DEFAULT_SECONDS as H_SEC
+    from physai.sim.humanoid.robots import CONTROL_HZ as ROBOT_HZ
+
+    import inspect
+    from physai.sim.humanoid.env import HumanoidWalkEnv
+
+    for env_id, sec in DEFAULT_SECONDS.items():
+        sc = get_scenario(env_id.removeprefix("physai/car-"))
+        assert {**sc.cls.default_config(), **sc.config}["duration"] == sec, env_id
+    assert CONTROL_HZ == get_spec("car").control_hz and H_HZ == ROBOT_HZ
+    assert inspect.signature(HumanoidWalkEnv.__init__).parameters["episode_seconds"].default == H_SEC
+
+
+def test_a_longer_episode_than_the_default_is_not_cut_by_the_time_limit():
+    import gymnasium as gym
+
+    from physai.sim.family import family_for_env
+
+    fam = family_for_env("physai/car-roundabout")  # default 11 s = 55 steps
+    env = gym.make("physai/car-roundabout", **fam.env_kwargs("physai/car-roundabout", seconds=14.0))
+    assert env.spec.max_episode_steps == 70
+    env.close()

@@ -18,6 +18,7 @@ import numpy as np
 from rich.progress import Progress
 
 import physai.sim
+from physai.sim.car import episode_steps
 from physai.embodiments.safety import CAR_RULES, CarGuard
 from physai.errors import ConfigError
 
@@ -64,7 +65,7 @@ def bench_guard(episodes: int = 5, seed: int = 2000, seconds: float = 30.0, env_
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
     physai.sim.register_envs()
-    env = gym.make(env_id, episode_seconds=seconds)
+    env = gym.make(env_id, episode_seconds=seconds, max_episode_steps=episode_steps(seconds))
     spec = getattr(env.unwrapped, "car_spec", None)
     if spec is None:
         env.close()

@@ -11,6 +11,8 @@ any of them from the current state only, so it can relabel DAgger roll-outs; `Ep
 
 from __future__ import annotations
 
+import math
+
 # kept literal so that importing this package stays cheap (no highway-env import); a test checks it
 # against `scenarios.SCENARIOS`
 ENV_IDS: tuple[str, ...] = (
@@ -20,6 +22,23 @@ ENV_IDS: tuple[str, ...] = (
     "physai/car-roundabout",
     "physai/car-intersection",
 )
+
+
+# each scenario's default episode length (its highway-env `duration`, s; a test checks it) and the
+# control rate, so the registered specs carry `max_episode_steps` for gymnasium/LeRobot tooling
+DEFAULT_SECONDS: dict[str, float] = {
+    "physai/car-highway": 30.0,
+    "physai/car-merge": 40.0,
+    "physai/car-racetrack": 300.0,
+    "physai/car-roundabout": 11.0,
+    "physai/car-intersection": 13.0,
+}
+CONTROL_HZ = 5.0
+
+
+def episode_steps(seconds: float) -> int:
+    """Env steps in an episode of `seconds` (the env truncates at the first step at or past it)."""
+    return int(math.ceil(seconds * CONTROL_HZ - 1e-9))
 
 
 def register_envs() -> None:
@@ -33,7 +52,11 @@ def register_envs() -> None:
             id=env_id,
             entry_point="physai.sim.car.env:CarEnv",
             kwargs={"scenario": env_id.removeprefix("physai/car-")},
+            max_episode_steps=episode_steps(DEFAULT_SECONDS[env_id]),
         )
+
+
+register_envs()  # at import: `import physai.sim` (or gym.make("physai.sim:physai/car-highway")) is enough
 
 
 def __getattr__(name: str):  # lazy: importing the package must not import pygame/highway-env envs
@@ -52,4 +75,4 @@ def __getattr__(name: str):  # lazy: importing the package must not import pygam
     raise AttributeError(f"module 'physai.sim.car' has no attribute {name!r}")
 
 
-__all__ = ["ENV_IDS", "register_envs", "CarEnv", "CarExpert", "EpisodeMetrics", "run_episode"]
+__all__ = ["ENV_IDS", "DEFAULT_SECONDS", "episode_steps", "register_envs", "CarEnv", "CarExpert", "EpisodeMetrics", "run_episode"]

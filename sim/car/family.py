@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from physai.errors import ConfigError
-from physai.sim.car import ENV_IDS
+from physai.sim.car import ENV_IDS, episode_steps
 from physai.sim.car import reward as _reward  # noqa: F401  (registers the `car` and `car-carl` rewards)
 from physai.sim.car.score import driving_score, lead_from_sensors, trace_metrics, ttc_from_sensors
 from physai.sim.family import BodyFamily, RecordConfig, register_family
@@ -63,8 +63,9 @@ class CarFamily(BodyFamily):
         kw: dict[str, Any] = {}
         if options:
             kw["config"] = dict(options)  # highway-env config keys (vehicles_density, lanes_count, ...)
-        if seconds is not None:
+        if seconds is not None:  # gymnasium's TimeLimit must not cut a longer episode short
             kw["episode_seconds"] = float(seconds)
+            kw["max_episode_steps"] = episode_steps(float(seconds))
         return kw  # the car's camera is a cheap top-down render: always on
 
     def episode_seconds(self, env):

@@ -15,13 +15,26 @@ ENV_IDS = tuple(ENV_ID_BY_ROBOT.values())  # every humanoid gymnasium id
 _ENTRY = "physai.sim.humanoid.env:HumanoidWalkEnv"
 
 
+DEFAULT_SECONDS = 20.0  # the env's default `episode_seconds`
+CONTROL_HZ = 50.0  # = physai.sim.humanoid.robots.CONTROL_HZ (a test checks it; kept literal: cheap import)
+
+
+def episode_steps(seconds: float) -> int:
+    return int(round(seconds * CONTROL_HZ))
+
+
 def register_envs() -> None:
-    """Register `physai/g1-walk` and `physai/t1-walk` (safe to call repeatedly)."""
+    """Register `physai/g1-walk` and `physai/t1-walk` (safe to call repeatedly), with the default
+    episode's `max_episode_steps`."""
     import gymnasium
 
     for robot, env_id in ENV_ID_BY_ROBOT.items():
         if env_id not in gymnasium.registry:
-            gymnasium.register(id=env_id, entry_point=_ENTRY, kwargs={"robot": robot})
+            gymnasium.register(id=env_id, entry_point=_ENTRY, kwargs={"robot": robot},
+                               max_episode_steps=episode_steps(DEFAULT_SECONDS))
 
 
-__all__ = ["ENV_IDS", "ENV_ID_BY_ROBOT", "register_envs"]
+register_envs()  # at import: `import physai.sim` (or gym.make("physai.sim:physai/g1-walk")) is enough
+
+
+__all__ = ["ENV_IDS", "ENV_ID_BY_ROBOT", "DEFAULT_SECONDS", "episode_steps", "register_envs"]

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from physai.errors import ConfigError
 from physai.sim.family import BodyFamily, RecordConfig, register_family, _num
-from physai.sim.humanoid import ENV_ID_BY_ROBOT, ENV_IDS
+from physai.sim.humanoid import ENV_ID_BY_ROBOT, ENV_IDS, episode_steps
 from physai.sim.humanoid import reward as _reward  # noqa: F401  (registers the `humanoid` reward)
 from physai.sim.humanoid.commands import P_STAND
 _RESERVED = {"robot", "render_images", "episode_seconds", "render_mode"}  # set by physai, not by a scenario
@@ -89,8 +89,9 @@ class HumanoidFamily(BodyFamily):
     def env_kwargs(self, env_id, seconds=None, options=None, images=True):
         kw: dict[str, Any] = dict(options or {})
         kw["render_images"] = bool(images)
-        if seconds is not None:
+        if seconds is not None:  # gymnasium's TimeLimit must not cut a longer episode short
             kw["episode_seconds"] = float(seconds)
+            kw["max_episode_steps"] = episode_steps(float(seconds))
         return kw
 
     def episode_seconds(self, env):
