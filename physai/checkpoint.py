@@ -98,7 +98,11 @@ def atomic_write_dir(directory: str | Path, write_fn) -> Path:
     return d
 
 
-def save_policy(policy, directory: str | Path) -> Path:
+def save_policy(policy, directory: str | Path, training: dict | None = None) -> Path:
+    """Write the checkpoint atomically, with its model card (`physai.card`; `training` says what
+    it was trained on)."""
+    from physai.card import card_data, write_card
+
     meta = {
         "format": "physai-policy",
         "format_version": FORMAT_VERSION,
@@ -111,6 +115,7 @@ def save_policy(policy, directory: str | Path) -> Path:
         (tmp / CONFIG).write_text(json.dumps(meta, indent=2))
         save_model(policy, str(tmp / WEIGHTS), metadata={"format": "physai-policy"})
         policy.normalizer.save(tmp / NORM)
+        write_card(tmp, card_data(policy, training))
 
     return atomic_write_dir(directory, write)
 

@@ -1,5 +1,5 @@
-"""`physai export`, `physai distill`, `physai prune`: argument parsing and printing only; the
-work is in `physai.export`, `physai.distill` and `physai.prune`."""
+"""`physai export`, `physai distill`, `physai prune`, `physai push`: argument parsing and printing
+only; the work is in `physai.export`, `physai.distill`, `physai.prune` and `physai.hub`."""
 
 from __future__ import annotations
 
@@ -54,6 +54,15 @@ def cmd_prune(args) -> int:
     return 0
 
 
+def cmd_push(args) -> int:
+    from physai.hub import push_checkpoint
+
+    url = push_checkpoint(args.checkpoint, args.repo_id, private=args.private)
+    print_table([{"item": "checkpoint", "value": args.checkpoint}, {"item": "repo", "value": url}],
+                "physai push", ["item", "value"])
+    return 0
+
+
 def add_parsers(sub) -> None:
     p = sub.add_parser("export", help="export one body of a checkpoint to ONNX or torch.export, with a parity check")
     p.add_argument("--checkpoint", required=True)
@@ -80,3 +89,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--data-root", help="where the recipe's recordings are cached")
     p.add_argument("--out", required=True)
     p.set_defaults(fn=cmd_prune)
+
+    p = sub.add_parser("push", help="upload a checkpoint (weights, config, normalization, model card) to the Hub")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--repo-id", required=True, help="Hub model repo, owner/name (created if missing)")
+    p.add_argument("--private", action="store_true")
+    p.set_defaults(fn=cmd_push)

@@ -11,14 +11,15 @@ from physai.report import check_writable, closed_loop_tables, console, instructi
 
 def cmd_train(args) -> int:
     from physai.overrides import apply_overrides
-    from physai.pipeline import train_recipe
+    from physai.pipeline import dagger_boundaries, train_recipe
     from physai.recipes import get_recipe
 
     recipe = apply_overrides(get_recipe(args.recipe)(), args.set or [])
     out = Path(args.out or f"runs/{recipe.name}")
     res = train_recipe(recipe, out, resume=not args.no_resume, log=logger(), device=args.device)
     if res["history"]:
-        plot_curves(res["history"], out / "training_curve.png", title=f"physai train --recipe {recipe.name}")
+        plot_curves(res["history"], out / "training_curve.png", title=f"physai train --recipe {recipe.name}",
+                    marks=dagger_boundaries(recipe))
     last = res["history"][-1] if res["history"] else {}
     rows = [{"item": "recipe", "value": recipe.name}, {"item": "steps", "value": res["steps"]},
             {"item": "parameters", "value": f"{res['params'] / 1e6:.2f} M"},
@@ -56,14 +57,17 @@ def cmd_eval(args) -> int:
         raise ConfigError("physai eval needs exactly one of --env NAME (with --episodes/--seed), --scenarios FILE, "
                           "--suite NAME")
     if args.scenarios:
-        scenarios = load_scenarios(args.scenarios)
+        scenarios, what = load_scenarios(args.scenarios), f"scenarios {Path(args.scenarios).name}"
     elif args.suite:
-        scenarios = load_suite(args.suite)
+        scenarios, what = load_suite(args.suite), f"suite {args.suite}"
     else:
         scenarios = seeded_scenarios(args.env, args.episodes, args.seed, args.seconds)
+        what = f"{args.env}, {args.episodes} episodes, seeds {args.seed}+"
+    what += "".join(f", variant {v}" for v in args.variant or ()) + (", with planner" if args.planner else "")
     res = evaluate_checkpoint(args.checkpoint, scenarios, safety=not args.no_safety, video=args.video,
                               slots=args.parallel, planner=args.planner, plan_set=args.plan_set or [],
-                              variants=tuple(args.variant or ()), device=args.device)
+                              variants=tuple(args.variant or ()), device=args.device,
+                              card_title=None if args.no_card else what)
     print_eval(res, "physai eval")
     if args.json:
         write_json(args.json, res)
@@ -114,6 +118,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--variant", action="append", choices=("int8", "onnx", "onnx-int8"),
                    help="also drive a deployment variant of the checkpoint on the same seeds (repeatable)")
     add_device_argument(p)
+    p.add_argument("--no-card", action="store_true", help="do not add the results to the checkpoint's model card")
     p.set_defaults(fn=cmd_eval)
 
     p = sub.add_parser("demo", help="record, co-train car+G1, evaluate closed loop, write plots and videos")

@@ -292,6 +292,9 @@ def train_recipe(recipe, out: str | Path, resume: bool = True, progress: bool = 
         if rounds:
             loader = _make_loader(recipe, base, rounds, frames_cache, fixed)
     trainer = Trainer(policy, loader, recipe.train, out, val_batches=val)
+    trainer.card = {"recipe": recipe.name, "init_from": recipe.init_from or None,
+                    "datasets": [{"path": str(p), "body": f.spec.name, "weight": float(w), "episodes": f.num_episodes,
+                                  "frames": len(f)} for p, w in base.items() for f in [frames_cache[str(p)]]]}
     resumed = trainer.resume() if resume else False
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.json").write_text(json.dumps(_asdict(recipe), indent=2))
@@ -341,14 +344,15 @@ def evaluate_checkpoint(checkpoint: str | Path, scenarios, safety: bool = True, 
                         with_expert: bool = True, slots: int = 2, workers: bool = True,
                         progress: bool = True, planner: str | Path | None = None,
                         plan_set: list[str] | tuple = (), variants: tuple[str, ...] = (),
-                        device: str | torch.device | None = "cpu") -> dict[str, Any]:
+                        device: str | torch.device | None = "cpu", card_title: str | None = None) -> dict[str, Any]:
     """Closed-loop evaluation of a checkpoint beside the expert on the same scenarios: per-episode
     records, one summary row per (agent, env), and the per-instruction success rows. `slots` envs
     run at once (in worker processes with `workers`). With a `planner` directory (`physai plan`),
     the same checkpoint also drives with world-model planning (agent `physai+plan`, same seeds).
     `variants` adds deployment variants of the same checkpoint on the same seeds: `int8` (PyTorch
     dynamic int8), `onnx` (the export run by onnxruntime), `onnx-int8` (onnxruntime int8 of it).
-    `device`: where the policy runs (`physai.device.pick_device`; the envs and experts stay on the CPU)."""
+    `device`: where the policy runs (`physai.device.pick_device`; the envs and experts stay on the CPU).
+    `card_title`: append the summary rows to the checkpoint's model card under this title."""
     from physai.policy import Policy
     from physai.sim.evaluate import ExpertAgent, PolicyAgent, evaluate, summarize
     from physai.sim.instructions import instruction_rows
@@ -383,4 +387,10 @@ def evaluate_checkpoint(checkpoint: str | Path, scenarios, safety: bool = True, 
     if plan is not None:
         out["planner"] = {"dir": str(planner), "config": dataclasses.asdict(plan.cfg), "plans": plan.plans,
                           "replaced": plan.replaced, "latency_ms": plan.latency_ms()}
+    if card_title:
+        from physai.card import add_results
+        from physai.sim.family import get_family
+
+        cols = list(dict.fromkeys(c for r in out["summary"] for c in get_family(r["family"]).metric_columns))
+        out["card_updated"] = add_results(checkpoint, card_title, out["summary"], cols, safety=safety)
     return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -338,17 +339,31 @@ class Policy(nn.Module):
         return out if batched else out[0]
 
     # ---- checkpoints -----------------------------------------------------------------------
-    def save_pretrained(self, directory) -> None:
+    def save_pretrained(self, directory, training: dict | None = None) -> None:
+        """`config.json` + `model.safetensors` + `normalization.safetensors` + the model card."""
         from physai.checkpoint import save_policy
 
-        save_policy(self, directory)
+        save_policy(self, directory, training)
 
     @classmethod
     def from_pretrained(cls, directory, device: str | torch.device = "cpu", backend: str | None = None,
                         strict_spec: bool = True) -> "Policy":
+        """A checkpoint directory, or a Hub repo id (`owner/name`, downloaded once by huggingface_hub)."""
         from physai.checkpoint import load_policy
+        from physai.hub import resolve_checkpoint
 
-        return load_policy(directory, device=device, backend=backend, strict_spec=strict_spec)
+        return load_policy(resolve_checkpoint(directory), device=device, backend=backend, strict_spec=strict_spec)
+
+    def push_to_hub(self, repo_id: str, private: bool = False, token: str | None = None,
+                    training: dict | None = None) -> str:
+        """Save to a temporary checkpoint (with its model card) and upload it; returns the repo URL."""
+        import tempfile
+
+        from physai.hub import push_checkpoint
+
+        with tempfile.TemporaryDirectory(prefix="physai-push-") as tmp:
+            self.save_pretrained(Path(tmp) / "ckpt", training)
+            return push_checkpoint(Path(tmp) / "ckpt", repo_id, private=private, token=token)
 
 
 class _InferenceGraph(nn.Module):

@@ -134,6 +134,7 @@ class Trainer:
         self.step = 0
         self.best = float("inf")
         self.history: list[dict[str, Any]] = []
+        self.card: dict[str, Any] = {}  # what saved checkpoints' model cards say it trained on (set by the caller)
         self.resume_changes: dict[str, tuple[Any, Any]] = {}  # setting -> (checkpoint's, applied), by resume()
         from physai.checkpoint import clean_stale
 
@@ -370,9 +371,17 @@ class Trainer:
                     self._checkpoint()
         final = self.out / "final"
         if self.step >= cfg.steps:
-            self.eval_policy().save_pretrained(final)
+            self.eval_policy().save_pretrained(final, training=self.card_training())
         return {"steps": self.step, "seconds": time.perf_counter() - t0, "samples_per_s": samples / max(time.perf_counter() - t0, 1e-9),
                 "final": str(final), "best": str(self.out / "best"), "best_metric": self.best}
+
+    def card_training(self) -> dict:
+        """The model card's training section: `self.card` (what the caller says: recipe, datasets)
+        plus this run's step count."""
+        import datetime as dt
+
+        return {**self.card, "steps": self.step,
+                "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
     def _checkpoint(self) -> None:
         val = self.validate()
@@ -384,5 +393,5 @@ class Trainer:
             self._log({"step": self.step, "val_loss": val, **extra})
         if metric < self.best:
             self.best = metric
-            self.eval_policy().save_pretrained(self.out / "best")
+            self.eval_policy().save_pretrained(self.out / "best", training=self.card_training())
         self.save()

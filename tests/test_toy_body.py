@@ -201,8 +201,15 @@ def test_record_cotrain_with_car_and_evaluate_a_new_body(tmp_path):
     # closed-loop evaluation beside the family's expert, with its guard and metrics
     scenarios = [Scenario(env=ENV_ID, seed=700 + i, seconds=6.0) for i in range(2)]
     scenarios.append(Scenario(env="physai/car-highway", seed=1000, seconds=1.0))
-    ev = evaluate_checkpoint(res["final"], scenarios, slots=2, workers=False, progress=False)
+    ev = evaluate_checkpoint(res["final"], scenarios, slots=2, workers=False, progress=False, card_title="toy suite")
     rows = {(r["agent"], r["env"]): r for r in ev["summary"]}
+    from physai.card import read_card
+
+    card = read_card(res["final"])  # the model card says what it trained on and what eval measured
+    assert card["training"]["recipe"] == recipe.name and card["training"]["steps"] == 12
+    assert {d["body"] for d in card["training"]["datasets"]} == {"car", "rover"}
+    assert ev["card_updated"] and card["results"][-1]["what"] == "toy suite"
+    assert "final_distance_m" in card["results"][-1]["columns"]
     assert set(rows) == {(a, e) for a in ("physai", "expert") for e in (ENV_ID, "physai/car-highway")}
     assert rows[("expert", ENV_ID)]["final_distance_m"] < 0.2 and rows[("expert", ENV_ID)]["length_s"] == 6.0
     rover_eps = [e for e in ev["episodes"]["physai"] if e["env"] == ENV_ID]
