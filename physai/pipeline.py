@@ -89,6 +89,25 @@ def build_policy(recipe, loader):
     return pol
 
 
+def check_buildable(recipe) -> None:
+    """Build the recipe's model on the meta device (no memory) before anything is recorded, so a
+    setting the stems cannot take (a timm model that cannot read the cameras' size) is a
+    `ConfigError` in seconds, not after the recordings."""
+    from physai.data.format import dataset_spec
+    from physai.data.sources import is_dataset_entry, resolve_dataset
+    from physai.embodiments import get_spec
+    from physai.policy import Policy
+
+    if recipe.init_from:  # the checkpoint's model; only the new bodies' stems are built
+        return
+    specs = {}
+    for e in recipe.data.datasets:
+        spec = dataset_spec(resolve_dataset(e[0], recipe.data.root))[0] if is_dataset_entry(e) else get_spec(embodiment_of(e[0]))
+        specs[spec.name] = spec
+    with torch.device("meta"):
+        Policy.build(recipe.policy, specs=specs)
+
+
 def chunk_size(recipe) -> int:
     """The action chunk the trained model predicts: its `init_from` checkpoint's when it has one."""
     if recipe.init_from and (Path(recipe.init_from) / "config.json").is_file():
@@ -266,6 +285,7 @@ def train_recipe(recipe, out: str | Path, resume: bool = True, progress: bool = 
     log = log or (lambda m: None)
 
     out = Path(out)
+    check_buildable(recipe)
     base = dataset_paths(recipe, progress)
     frames_cache: dict = {}
     loader = _make_loader(recipe, base, [], frames_cache)
@@ -344,7 +364,8 @@ def evaluate_checkpoint(checkpoint: str | Path, scenarios, safety: bool = True, 
                         with_expert: bool = True, slots: int = 2, workers: bool = True,
                         progress: bool = True, planner: str | Path | None = None,
                         plan_set: list[str] | tuple = (), variants: tuple[str, ...] = (),
-                        device: str | torch.device | None = "cpu", card_title: str | None = None) -> dict[str, Any]:
+                        device: str | torch.device | None = "cpu", card_title: str | None = None,
+                        videos_per_env: int | None = None) -> dict[str, Any]:
     """Closed-loop evaluation of a checkpoint beside the expert on the same scenarios: per-episode
     records, one summary row per (agent, env), and the per-instruction success rows. `slots` envs
     run at once (in worker processes with `workers`). With a `planner` directory (`physai plan`),
@@ -352,7 +373,8 @@ def evaluate_checkpoint(checkpoint: str | Path, scenarios, safety: bool = True, 
     `variants` adds deployment variants of the same checkpoint on the same seeds: `int8` (PyTorch
     dynamic int8), `onnx` (the export run by onnxruntime), `onnx-int8` (onnxruntime int8 of it).
     `device`: where the policy runs (`physai.device.pick_device`; the envs and experts stay on the CPU).
-    `card_title`: append the summary rows to the checkpoint's model card under this title."""
+    `card_title`: append the summary rows to the checkpoint's model card under this title.
+    `videos_per_env`: with `video`, record that many scenarios per env and agent (None: all)."""
     from physai.policy import Policy
     from physai.sim.evaluate import ExpertAgent, PolicyAgent, evaluate, summarize
     from physai.sim.instructions import instruction_rows
@@ -381,7 +403,7 @@ def evaluate_checkpoint(checkpoint: str | Path, scenarios, safety: bool = True, 
     if with_expert:
         agents["expert"] = ExpertAgent
     res = evaluate(agents, scenarios, safety=safety, video_dir=video, slots=slots, workers=workers and slots > 1,
-                   show_progress=progress)
+                   show_progress=progress, videos_per_env=videos_per_env)
     out = {"checkpoint": str(checkpoint), "safety": safety, "summary": summarize(res),
            "instructions": instruction_rows(res), "episodes": res}
     if plan is not None:

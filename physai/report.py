@@ -91,8 +91,11 @@ def write_json(path: str | Path, data: Any) -> Path:
     return p
 
 
-def plot_curves(history: Iterable[dict[str, Any]], path: str | Path, keys: Sequence[str] | None = None,
-                title: str = "training") -> Path:
+def curve_figure(history: Iterable[dict[str, Any]], keys: Sequence[str] | None = None, title: str = "training",
+                 marks: Sequence[int] = ()):
+    """The training-curve figure: each loss key against the step (symlog: regulariser terms can be
+    negative), the validation loss with a marker at each evaluation, a dashed vertical line at each
+    step in `marks` (DAgger round boundaries, labelled "DAgger round k"), the legend outside the axes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -101,18 +104,38 @@ def plot_curves(history: Iterable[dict[str, Any]], path: str | Path, keys: Seque
     hist = list(history)
     keys = keys or sorted({k for h in hist for k in h
                            if k.endswith(("action_loss", "_ce", "flow_mse")) or k in ("loss", "val_loss")})
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    fig, ax = plt.subplots(figsize=(9, 4), dpi=110)
+    ys: list[float] = []
     for k in keys:
-        pts = [(h["step"], h[k]) for h in hist if k in h]
-        if pts:
-            ax.plot(*zip(*pts), label=k)
+        pts = [(h["step"], h[k]) for h in hist if k in h and h[k] is not None]
+        if not pts:
+            continue
+        ys += [float(y) for _, y in pts if math.isfinite(float(y))]
+        if k == "val_loss":  # sparse (one point per evaluation): markers, drawn above the training curves
+            ax.plot(*zip(*pts), label=k, color="k", marker="o", markersize=4, lw=1.2, zorder=3)
+        else:
+            ax.plot(*zip(*pts), label=k, lw=1.0)
+    for r, step in enumerate(marks, start=1):
+        ax.axvline(step, color="0.35", ls="--", lw=0.9, zorder=1)
+        ax.text(step, 0.98, f" DAgger round {r}", transform=ax.get_xaxis_transform(), rotation=90,
+                va="top", ha="right", fontsize=7, color="0.35")
     ax.set_xlabel("step")
+    ax.set_ylabel("loss (symlog)")
     ax.set_yscale("symlog", linthresh=1e-2)  # regulariser terms can be negative
+    if ys and min(ys) >= 0:
+        ax.set_ylim(0, max(ys) * 1.5 or 1.0)  # no empty negative half
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return _save(fig, path)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
+    fig.tight_layout()  # makes room for the legend on the right
+    return fig
 
+
+def plot_curves(history: Iterable[dict[str, Any]], path: str | Path, keys: Sequence[str] | None = None,
+                title: str = "training", marks: Sequence[int] = ()) -> Path:
+    """`curve_figure` written as a PNG at `path`; returns the path."""
+    return _save(curve_figure(history, keys, title, marks), path)
 
 
 def closed_loop_tables(rows: Sequence[dict[str, Any]], title: str) -> list[Table]:

@@ -60,16 +60,29 @@ class ImageEncoder(nn.Module):
             kw = dict(pretrained=cfg.image_weights is not None, num_classes=0, global_pool="")
             if cfg.image_weights is not None:
                 kw["pretrained_cfg_overlay"] = dict(file=cfg.image_weights)
+            try:  # built at the camera's size: a ViT's patch grid and position table follow img_size
+                self.net = timm.create_model(cfg.image_model, img_size=(height, width_px), **kw)
+            except TypeError:  # CNNs take any size and no img_size argument
+                self.net = self._create(cfg.image_model, kw)
+            except (RuntimeError, AssertionError, ValueError) as e:
+                raise ConfigError(f"stem image_model '{cfg.image_model}' at {height}x{width_px} px: {e}") from e
             try:
-                self.net = timm.create_model(cfg.image_model, **kw)
-            except RuntimeError as e:
-                raise ConfigError(f"stem image_model '{cfg.image_model}': {e}") from e
-            with torch.no_grad():
-                feats = self._features(torch.zeros(1, 3, height, width_px))
+                with torch.no_grad():
+                    feats = self._features(torch.zeros(1, 3, height, width_px))
+            except (RuntimeError, AssertionError, ValueError) as e:
+                raise ConfigError(f"stem image_model '{cfg.image_model}' cannot read {height}x{width_px} px images "
+                                  f"({type(e).__name__}: {e}); use a larger camera or another model") from None
             self.proj = nn.Linear(feats.shape[-1], width)
         self.is_patch = cfg.image_model == "patch"
         with torch.no_grad():
             self.num_tokens = self.forward(torch.zeros(1, 3, height, width_px)).shape[1]
+
+    @staticmethod
+    def _create(name: str, kw: dict) -> nn.Module:
+        try:
+            return timm.create_model(name, **kw)
+        except (RuntimeError, AssertionError, ValueError) as e:
+            raise ConfigError(f"stem image_model '{name}': {e}") from e
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         f = self.net.forward_features(x)

@@ -31,7 +31,7 @@ def run_demo(out: Path = Path("runs/demo"), quick: bool = False, episodes: int |
              log: Callable[[str], None] = lambda m: None) -> dict:
     """Run the demo; returns its summary (the CLI prints it). `log` gets one line per stage."""
     from physai.overrides import apply_overrides
-    from physai.pipeline import evaluate_checkpoint, train_recipe
+    from physai.pipeline import dagger_boundaries, evaluate_checkpoint, train_recipe
     from physai.recipes import get_recipe
     from physai.sim.evaluate import seeded_scenarios
 
@@ -42,14 +42,15 @@ def run_demo(out: Path = Path("runs/demo"), quick: bool = False, episodes: int |
     recipe = apply_overrides(get_recipe("cotrain")(), overrides)
     log("1-2/4 record expert data (cached), co-train car + G1 with DAgger rounds")
     res = train_recipe(recipe, out / "train", resume=True, log=log)
-    curve = plot_curves(res["history"], out / "training_curve.png", title="physai demo: co-training car + G1")
+    curve = plot_curves(res["history"], out / "training_curve.png", title="physai demo: co-training car + G1",
+                        marks=dagger_boundaries(recipe))
     log("3/4 closed-loop evaluation on unseen seeds (physai vs expert)")
     n = {"physai/car-highway": 4, "physai/g1-walk": 8} if not quick else {"physai/car-highway": 1, "physai/g1-walk": 1}
     if episodes:
         n = {k: episodes for k in n}
     secs = {"physai/car-highway": 8.0 if quick else 30.0, "physai/g1-walk": 3.0 if quick else 20.0}
     scenarios = [s for env_id in recipe.eval_env for s in seeded_scenarios(env_id, n[env_id], recipe.eval_seed, secs[env_id])]
-    ev = evaluate_checkpoint(res["final"], scenarios, video=out / "videos")
+    ev = evaluate_checkpoint(res["final"], scenarios, video=out / "videos", videos_per_env=2)
     write_json(out / "eval.json", ev)
     log("4/4 summary")
     wall = time.perf_counter() - t0

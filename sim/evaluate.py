@@ -37,10 +37,12 @@ ExpertAgent = ExpertDriver
 
 def evaluate(agents: dict[str, Callable[[str], Any]], scenarios: list[Scenario], safety: bool = True,
              video_dir: str | Path | None = None, show_progress: bool = True, render_images: bool = True,
-             slots: int = 4, workers: bool = False, videos_per_env: int = 2,
+             slots: int = 4, workers: bool = False, videos_per_env: int | None = None,
              rewards: bool = True) -> dict[str, list[dict[str, Any]]]:
     """results[agent] = one record per scenario, in scenario order. `agents` maps a name to a
     factory `env_id -> driver`; `slots` envs run at once (in worker processes with `workers`).
+    `video_dir`: one real-time MP4 per (agent, scenario), captioned with the agent, the simulated
+    time and the command (`videos_per_env` caps it to the first N scenarios of each env; None = all).
     `rewards`: every episode is also scored by its family's default reward model (metrics `reward`,
     `reward/<term>`), so a policy's rule-based reward sits beside the expert's on the same scenarios."""
     results: dict[str, list[dict[str, Any]]] = {}
@@ -57,10 +59,10 @@ def evaluate(agents: dict[str, Callable[[str], Any]], scenarios: list[Scenario],
                 reward = (family_for_env(env_id).default_reward or None) if rewards else None
                 for j, i in enumerate(idx):
                     video = None
-                    if video_dir is not None and j < videos_per_env:
-                        Path(video_dir).mkdir(parents=True, exist_ok=True)
-                        video = str(Path(video_dir) / f"{name}_{env_id.split('/')[-1]}_seed{scenarios[i].seed}.mp4")
-                    eps.append(Episode(scenarios[i], safety=safety, images=render_images, video=video, reward=reward))
+                    if video_dir is not None and (videos_per_env is None or j < videos_per_env):
+                        video = str(Path(video_dir) / _video_name(name, env_id, scenarios[i], i))
+                    eps.append(Episode(scenarios[i], safety=safety, images=render_images, video=video,
+                                       video_label=name, reward=reward))
                 recs = run_episodes(factory(env_id), eps, slots=slots, workers=workers,
                                     progress=lambda: prog.advance(task))
                 for i, rec in zip(idx, recs):
@@ -68,6 +70,13 @@ def evaluate(agents: dict[str, Callable[[str], Any]], scenarios: list[Scenario],
             results[name] = out  # type: ignore[assignment]
     _add_relative_scores(results)
     return results
+
+
+def _video_name(agent: str, env_id: str, sc: Scenario, index: int) -> str:
+    """`<agent>_<env>_<index>_seed<seed>.mp4`, safe as a file name: scenarios may share a seed (a suite
+    varies the commands or options), so the scenario's index keeps their videos apart."""
+    safe = "".join(c if c.isalnum() or c in "-+." else "-" for c in agent)
+    return f"{safe}_{env_id.split('/')[-1]}_{index:03d}_seed{sc.seed}.mp4"
 
 
 def _add_relative_scores(results: dict[str, list[dict[str, Any]]]) -> None:

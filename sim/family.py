@@ -143,7 +143,9 @@ class BodyFamily:
         return {}
 
     def video_fps(self, spec: Any) -> float:
-        """Frame rate of roll-out videos (real time unless a family says otherwise)."""
+        """The frame rate roll-out videos aim for. The runner keeps one frame every
+        round(control_hz / video_fps) control steps and writes the video at the rate those frames
+        were captured in simulated time, so it always plays in real time."""
         return float(spec.control_hz)
 
     def random_commands(self, env_id: str, rng, seconds: float | None) -> tuple[tuple[float, dict], ...]:

@@ -44,6 +44,8 @@ class Episode:
     noise_key: tuple[int, ...] = ()  # seeds the DART noise generator (collection passes (seed, episode))
     video: str | None = None  # write a real-time MP4 roll-out here
     video_size: int = 192
+    video_label: str = ""  # drawn on every video frame (the agent's name), beside the time and command
+    video_overlay: bool = True  # caption each frame (label, simulated time, command); small frames upscaled
     max_steps: int | None = None  # stop after this many steps (None = the env's episode length)
     score: bool = True  # compute the family's metrics, trace and instruction scores
     env_kwargs: dict | None = None  # exact gym.make kwargs (None: the family builds them from the scenario)
@@ -125,7 +127,10 @@ class EnvSlot:
                 self.expert = self._experts[self.emb]
             self.expert.reset(self.env)
         self.noise_rng = np.random.default_rng(list(ep.noise_key) or [sc.seed, 7])
+        # one frame every `video_stride` control steps, played at the rate they were captured in
+        # simulated time (real time), whatever rate the family asked for
         self.video_stride = max(1, int(round(self.spec.control_hz / self.fam.video_fps(self.spec))))
+        self.video_fps = self.spec.control_hz / self.video_stride
         self._apply_commands()
         return self.obs
 
@@ -157,9 +162,7 @@ class EnvSlot:
         if self.guard is not None:
             act = self.guard.filter(act, self.sensors)
         if ep.video is not None and self.t % self.video_stride == 0:
-            from physai.sim.video import render_frame
-
-            self.video.append(render_frame(self.env, ep.video_size))
+            self.video.append(self._video_frame())
         frame = self._frame(label) if ep.record else None  # the observation this step acted on
         obs, reward, term, trunc, info = self.env.step(act)
         ended = term or trunc or (ep.max_steps is not None and self.t + 1 >= ep.max_steps)
@@ -183,6 +186,17 @@ class EnvSlot:
             return None, self._finish(), self.feedback
         self._apply_commands()
         return self.obs, None, self.feedback
+
+    def _video_frame(self) -> np.ndarray:
+        """The env's video frame now (before this step's action), captioned unless `video_overlay` is off."""
+        from physai.sim.video import annotate, render_frame
+
+        frame = render_frame(self.env, self.ep.video_size)
+        if not self.ep.video_overlay:
+            return frame
+        cmd = self.obs.get("command") if isinstance(self.obs, dict) else None
+        return annotate(frame, [self.ep.video_label, f"t {self.t * self.dt:.2f} s",
+                                self.fam.task_string(self.spec, cmd) if cmd is not None else ""])
 
     def _frame(self, label) -> tuple:
         """(images, proprio, encoded command, label) of the current observation, copied now: an env may
@@ -219,7 +233,7 @@ class EnvSlot:
         if ep.video is not None and self.video:
             from physai.sim.video import write_mp4
 
-            res["video"] = str(write_mp4(self.video, ep.video, fps=self.fam.video_fps(self.spec)))
+            res["video"] = str(write_mp4(self.video, ep.video, fps=self.video_fps))
         self.ep = None
         return res
 

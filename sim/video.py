@@ -6,16 +6,22 @@ camera (`env.unwrapped.render_frame(size)`, implemented by the humanoid and car 
 (the binary ships with `imageio-ffmpeg`; no system ffmpeg is needed), writing to a temporary file
 beside the target and renaming it, so a crash never leaves a truncated video under the final name.
 Odd sizes are padded by one black row/column (H.264 with yuv420p needs even sizes).
+`annotate(frame, lines)` draws a small caption (agent, simulated time, command) in the top-left
+corner with PIL (a dependency of imageio), first upscaling small frames (nearest neighbour, an
+integer factor) to at least `min_height` rows so that the text stays legible.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import uuid
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from physai.errors import BackendUnavailableError, ConfigError
 
@@ -29,6 +35,38 @@ def render_frame(env: Any, size: int = 256) -> np.ndarray:
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
         raise ConfigError(f"render_frame returned {frame.dtype} {frame.shape}; expected uint8 [H, W, 3]")
     return frame
+
+
+@lru_cache(maxsize=8)
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)  # Pillow's bundled TrueType font (needs FreeType)
+    except (TypeError, OSError, AttributeError):
+        return ImageFont.load_default()  # the fixed bitmap font
+
+
+def annotate(frame: np.ndarray, lines: Sequence[str], min_height: int = 256) -> np.ndarray:
+    """`frame` [H, W, 3] uint8 with `lines` of text in its top-left corner, on a dark box; frames
+    under `min_height` rows are first upscaled by the smallest integer factor that reaches it."""
+    frame = np.asarray(frame)
+    k = max(1, math.ceil(int(min_height) / frame.shape[0]))
+    if k > 1:
+        frame = frame.repeat(k, axis=0).repeat(k, axis=1)  # [kH, kW, 3]
+    img = Image.fromarray(np.ascontiguousarray(frame))
+    lines = [str(x) for x in lines if x]
+    if not lines:
+        return np.asarray(img)
+    font = _font(max(10, img.height // 24))
+    draw = ImageDraw.Draw(img, "RGBA")
+    pad, y, boxes = 3, 3, []
+    for line in lines:
+        x0, y0, x1, y1 = draw.textbbox((pad + 2, y), line, font=font)
+        boxes.append((line, y, x1))
+        y = y1 + 2
+    draw.rectangle((pad, pad, max(b[2] for b in boxes) + 3, y + 1), fill=(0, 0, 0, 150))
+    for line, ly, _ in boxes:
+        draw.text((pad + 2, ly), line, fill=(255, 255, 255, 255), font=font)
+    return np.asarray(img.convert("RGB"))
 
 
 def _pad_even(frame: np.ndarray) -> np.ndarray:

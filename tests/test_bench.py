@@ -1,4 +1,5 @@
-"""`physai bench train`: FLOPs counted in training mode, ACT sized to physai's parameter count."""
+"""`physai bench train`: FLOPs counted in training mode, ACT sized to physai's parameter count;
+`bench train` and `bench latency` advance a progress bar once per model they time."""
 
 from __future__ import annotations
 
@@ -58,3 +59,60 @@ def test_bench_train_rows_and_act_size_match(monkeypatch):
     sizes = {d: common.n_params(LeRobotBaseline("act", spec, chunk_size=4, n_action_steps=4, dim_model=d,
                                                  dim_feedforward=4 * d)) for d in (64, 128)}
     assert res["act_dim_model"] == min(sizes, key=lambda d: abs(sizes[d] - want)) == 64
+
+
+class _Bar:
+    """Stands in for rich's Progress: records the task's total, each advance and the descriptions."""
+
+    def __init__(self, **kw):
+        self.kw, self.total, self.advanced, self.descriptions = kw, None, 0, []
+
+    def __enter__(self):
+        _Bar.last = self
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, description, total=None, **kw):
+        self.total = total
+        self.descriptions.append(description)
+        return 0
+
+    def update(self, task, description=None, advance=0, **kw):
+        if description is not None:
+            self.descriptions.append(description)
+        self.advanced += advance
+
+    def advance(self, task, advance=1):
+        self.advanced += advance
+
+
+def test_bench_train_advances_its_progress_once_per_model(monkeypatch):
+    monkeypatch.setattr(B, "matmul_peak_flops", lambda threads: 1e11)
+    monkeypatch.setattr(B, "Progress", _Bar)
+    threads = torch.get_num_threads()
+    try:
+        res = B.bench_train(threads=1, batch_size=2, steps=1, preset="nano", chunk=4, act_dim_model=64,
+                            variants=(("", {}), ("p32 registers", B.TRAIN_VARIANTS[1][1])))
+    finally:
+        torch.set_num_threads(threads)
+    bar = _Bar.last
+    assert bar.kw.get("transient") is True and bar.kw.get("console") is not None
+    assert bar.total == bar.advanced == len(res["rows"]) == 3  # two physai layouts and ACT
+    assert any("physai nano p32 registers" in d for d in bar.descriptions)
+
+
+def test_bench_latency_advances_its_progress_once_per_model(monkeypatch):
+    from physai.bench import latency as L
+
+    monkeypatch.setattr(L, "Progress", _Bar)
+    threads = torch.get_num_threads()
+    try:
+        res = L.bench_latency(threads=1, calls=2, chunk=4, preset="nano", variants=True)
+    finally:
+        torch.set_num_threads(threads)
+    timed = [r for r in res["rows"] if not r["policy"].startswith("ratio")]
+    bar = _Bar.last
+    assert bar.total == bar.advanced == len(timed) == 12  # eager, traced, ACT and 3 deployment variants, per body
+    assert {"bench latency car", "bench latency g1"} <= set(bar.descriptions)

@@ -461,3 +461,25 @@ def test_a_policy_trains_and_acts_on_cuda():
     assert all(p.grad is None or p.grad.is_cuda for p in pol.parameters())
     a = pol.select_action(make_obs(spec), "car")
     assert torch.isfinite(torch.as_tensor(a)).all()
+
+
+def test_a_timm_vit_stem_is_built_at_the_cameras_size():
+    from physai.stems import EmbodimentStem, ImageEncoder, StemConfig
+
+    stem = EmbodimentStem(get_spec("car"), 32, StemConfig(image_model="vit_tiny_patch16_224"))  # 64 px camera
+    obs = {"image": torch.zeros(2, 1, 1, 3, 64, 64, dtype=torch.uint8), "proprio": torch.zeros(2, 1, 6),
+           "command": torch.zeros(2, 4)}
+    assert stem(obs).shape == (2, stem.num_tokens, 32) and stem.image.num_tokens == 17  # 4x4 patches + cls
+    with pytest.raises(ConfigError, match="cannot read 8x8 px images"):
+        ImageEncoder(StemConfig(image_model="vit_tiny_patch16_224"), 8, 8, 32)
+
+
+def test_train_refuses_a_stem_that_cannot_read_the_cameras_before_recording(tmp_path):
+    from physai.overrides import apply_overrides
+    from physai.pipeline import train_recipe
+    from physai.recipes import get_recipe
+
+    recipe = apply_overrides(get_recipe("car_only")(), [f"data.root={tmp_path / 'data'}", "policy.stem.patch_size=48"])
+    with pytest.raises(ConfigError, match="not divisible by patch_size 48"):
+        train_recipe(recipe, tmp_path / "run", progress=False)
+    assert not (tmp_path / "data").exists()  # refused before a single episode was recorded

@@ -253,3 +253,30 @@ def test_training_refuses_a_policy_without_normalization_stats(tmp_path):
     raw = Policy.build(tiny_config(embodiments=("car",), proprio_norm="identity", action_norm="identity"))
     Trainer(raw, SyntheticSource([raw.specs["car"]]), TrainConfig(steps=2, ema_decay=None), tmp_path / "raw").fit(show_progress=False)
     Policy.from_pretrained(tmp_path / "raw" / "final")  # says it has no stats: trains, saves and loads
+
+
+def test_training_curve_marks_dagger_rounds_and_keeps_the_legend_off_the_curves(tmp_path):
+    from physai.pipeline import dagger_boundaries
+    from physai.recipes import get_recipe
+    from physai.report import curve_figure, plot_curves
+
+    recipe = apply_overrides(get_recipe("cotrain")(), ["train.steps=300", "data.dagger_rounds=2"])
+    marks = dagger_boundaries(recipe)
+    assert marks == [100, 200]
+    hist = [{"step": s, "loss": 1 / s, "car/action_loss": 2 / s} for s in range(1, 301, 5)]
+    hist += [{"step": s, "val_loss": 1.5 / s} for s in (50, 150, 250, 300)]
+    png = plot_curves(hist, tmp_path / "curve.png", title="t", marks=marks)
+    assert png == tmp_path / "curve.png" and png.stat().st_size > 0
+    fig = curve_figure(hist, title="t", marks=marks)
+    fig.canvas.draw()
+    (ax,) = fig.axes
+    assert ax.get_ylabel() == "loss (symlog)"
+    vertical = [l for l in ax.get_lines() if len(set(l.get_xdata())) == 1 and l.get_linestyle() == "--"]
+    assert sorted(l.get_xdata()[0] for l in vertical) == marks
+    assert [t.get_text().strip() for t in ax.texts] == ["DAgger round 1", "DAgger round 2"]
+    (val,) = [l for l in ax.get_lines() if l.get_label() == "val_loss"]
+    assert list(val.get_xdata()) == [50, 150, 250, 300] and val.get_marker() not in (None, "None", "", " ")
+    assert {"loss", "car/action_loss"} <= {l.get_label() for l in ax.get_lines()}
+    legend, box = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert legend.x0 >= box.x1  # to the right of the axes, not over the curves
+    assert legend.x1 <= fig.bbox.x1 + 1  # and still inside the saved figure

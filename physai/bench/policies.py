@@ -104,7 +104,7 @@ def bench_policies(recipe_name: str = "cotrain", overrides: list[str] | None = N
     for kind in kinds:
         agents[f"lerobot-{kind}"] = (lambda k: lambda env_id: PolicyAgent(
             baselines[k][embodiment_of(env_id)], embodiment_of(env_id), lerobot=True))(kind)
-    results = evaluate(agents, scenarios, video_dir=out / "videos")
+    results = evaluate(agents, scenarios, video_dir=out / "videos", videos_per_env=2)
     rows = summarize(results)
     return {"recipe": recipe_name, "samples_per_policy": samples_total, "episodes": episodes, "seed": seed,
             "stats": stats, "closed_loop": rows, "wall_s": time.perf_counter() - t0}

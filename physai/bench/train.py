@@ -2,7 +2,8 @@
 parameter count, on the same batches with AdamW and the same threads, and physai's achieved FLOP/s
 as a fraction of the fp32 matmul peak measured in the same run (FLOPs counted by torch's
 `FlopCounterMode` on one training step, train mode). Several physai token layouts are timed side by
-side (`TRAIN_VARIANTS`). A measurement, asserted nowhere.
+side (`TRAIN_VARIANTS`). A measurement, asserted nowhere. A transient progress bar advances once
+per model timed (`progress=False` hides it).
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.progress import Progress
 from torch.utils.flop_counter import FlopCounterMode
 
 from physai.baselines import LeRobotBaseline
 from physai.bench.common import _physai_policy, n_params
 from physai.embodiments import get_spec
+from physai.report import console
 from physai.testing import make_batch
 
 
@@ -90,10 +93,11 @@ def match_act_dim(spec, chunk: int, params: int, dims=range(64, 1025, 64)) -> in
 
 
 def bench_train(threads: int = 2, batch_size: int = 128, steps: int = 4, preset: str = "small", chunk: int = 8,
-                act_dim_model: int | None = None, variants=TRAIN_VARIANTS) -> dict[str, Any]:
+                act_dim_model: int | None = None, variants=TRAIN_VARIANTS, progress: bool = True) -> dict[str, Any]:
     """Training samples/s of physai `preset` (each token variant) and of LeRobot ACT with the
     parameter count closest to physai's (or `act_dim_model`), plus physai's achieved FLOP/s as a
-    fraction of the fp32 matmul peak measured in the same run. Same batches, AdamW, same threads."""
+    fraction of the fp32 matmul peak measured in the same run. Same batches, AdamW, same threads;
+    a progress bar while it runs."""
     torch.set_num_threads(threads)
     spec = get_spec("car")
     pols = {f"physai {preset}" + (f" {label}" if label else ""): _physai_policy(["car"], preset, chunk, 1, **kw)
@@ -105,18 +109,24 @@ def bench_train(threads: int = 2, batch_size: int = 128, steps: int = 4, preset:
     seeds = iter(range(10_000))
     bp = lambda: make_batch(spec, B=batch_size, H=chunk, seed=next(seeds))
     ba = lambda: make_batch(spec, B=batch_size, H=chunk, seed=next(seeds), next_obs=False)
-    peak = matmul_peak_flops(threads)
     act_name = f"lerobot ACT d{act_dim_model}"
-    act_flops = _train_flops_per_sample(act, ba())
-    sps_a = _train_rate(act, ba, steps)
     rows = []
-    for name, pol in pols.items():
-        flops = _train_flops_per_sample(pol, bp())
-        sps = _train_rate(pol, bp, steps)
-        tokens = pol.stems["car"].num_tokens + (pol.config.n_readout if pol.config.readout == "trunk" else 0)
-        rows.append({"policy": name, "params_M": n_params(pol) / 1e6, "tokens": tokens, "samples_per_s": sps,
-                     "GFLOP_per_sample": flops / 1e9, "achieved_GFLOPs": flops * sps / 1e9,
-                     "fraction_of_matmul_peak": flops * sps / peak, "ratio_vs_ACT": sps / sps_a})
+    with Progress(console=console, transient=True, disable=not progress) as prog:
+        task = prog.add_task("bench train: fp32 matmul peak", total=1 + len(pols))
+        peak = matmul_peak_flops(threads)
+        prog.update(task, description=f"bench train: {act_name}")
+        act_flops = _train_flops_per_sample(act, ba())
+        sps_a = _train_rate(act, ba, steps)
+        prog.advance(task)
+        for name, pol in pols.items():
+            prog.update(task, description=f"bench train: {name}")
+            flops = _train_flops_per_sample(pol, bp())
+            sps = _train_rate(pol, bp, steps)
+            tokens = pol.stems["car"].num_tokens + (pol.config.n_readout if pol.config.readout == "trunk" else 0)
+            rows.append({"policy": name, "params_M": n_params(pol) / 1e6, "tokens": tokens, "samples_per_s": sps,
+                         "GFLOP_per_sample": flops / 1e9, "achieved_GFLOPs": flops * sps / 1e9,
+                         "fraction_of_matmul_peak": flops * sps / peak, "ratio_vs_ACT": sps / sps_a})
+            prog.advance(task)
     rows.append({"policy": act_name, "params_M": n_params(act) / 1e6, "samples_per_s": sps_a,
                  "GFLOP_per_sample": act_flops / 1e9, "achieved_GFLOPs": act_flops * sps_a / 1e9,
                  "fraction_of_matmul_peak": act_flops * sps_a / peak, "ratio_vs_ACT": 1.0})
