@@ -13,6 +13,7 @@ from typing import Any
 from rich.table import Table
 
 from physai.errors import ConfigError
+from physai.device import add_device_argument
 from physai.report import closed_loop_tables, console, logger, print_table, write_json
 
 
@@ -56,7 +57,7 @@ def cmd_latency(args) -> int:
     from physai.bench.latency import bench_latency
 
     res = bench_latency(args.threads, args.calls, args.chunk, args.preset, checkpoint=args.checkpoint,
-                        variants=not args.no_variants)
+                        variants=not args.no_variants, device=args.device)
     print_table(res["rows"], f"physai bench latency (select_action, re-plan every call, {args.threads} threads"
                 f"{', ' + args.checkpoint if args.checkpoint else ''})",
                 ["embodiment", "policy", "params_M", "p50_ms", "p99_ms", "mean_ms", "budget_ms", "cosine", "max_abs_diff"])
@@ -67,8 +68,9 @@ def cmd_latency(args) -> int:
 def cmd_train(args) -> int:
     from physai.bench.train import bench_train
 
-    res = bench_train(args.threads, args.batch_size, args.steps, args.preset, act_dim_model=args.act_dim)
-    print_table(res["rows"], f"physai bench train (car, batch {args.batch_size}, {args.threads} threads, "
+    res = bench_train(args.threads, args.batch_size, args.steps, args.preset, act_dim_model=args.act_dim,
+                      device=args.device)
+    print_table(res["rows"], f"physai bench train (car, batch {args.batch_size}, {args.threads} threads, {res['device']}, "
                 f"matmul peak {res['matmul_peak_GFLOPs']:.1f} GFLOP/s)")
     _write(args.json, res)
     return 0
@@ -77,7 +79,7 @@ def cmd_train(args) -> int:
 def cmd_policies(args) -> int:
     from physai.bench.policies import bench_policies
 
-    res = bench_policies(args.recipe, args.set, args.episodes, args.seed, args.out)
+    res = bench_policies(args.recipe, args.set, args.episodes, args.seed, args.out, device=args.device)
     for t in closed_loop_tables(res["closed_loop"], "bench policies: closed loop"):  # one per body family
         console.print(t)
     print_table([{"policy": k, **v} for k, v in res["stats"].items()], "bench policies: size and speed",
@@ -145,6 +147,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--checkpoint", help="time this trained checkpoint's bodies instead of an untrained preset")
     p.add_argument("--no-variants", action="store_true", help="skip the int8 / ONNX / ONNX int8 rows")
     p.add_argument("--json", default="runs/bench/latency.json")
+    add_device_argument(p)
     p.set_defaults(fn=cmd_latency)
 
     p = bench.add_parser("train", help="training samples/s vs ACT at comparable size, FLOP/s vs matmul peak")
@@ -155,6 +158,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--act-dim", type=int, default=None,
                    help="ACT dim_model (sets its size; default: the one whose parameter count is closest to physai's)")
     p.add_argument("--json", default="runs/bench/train.json")
+    add_device_argument(p)
     p.set_defaults(fn=cmd_train)
 
     p = bench.add_parser("policies", help="physai vs LeRobot ACT/Diffusion: same data, same samples, same closed loop")
@@ -164,6 +168,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--out", default="runs/bench_policies")
     p.add_argument("--json", default="runs/bench/policies.json")
+    add_device_argument(p)
     p.set_defaults(fn=cmd_policies)
 
     p = bench.add_parser("rollout", help="env steps/s of the roll-out runner: serial vs parallel, expert and policy")

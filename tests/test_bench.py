@@ -36,7 +36,7 @@ def test_train_flops_are_counted_in_training_mode():
 def test_bench_train_rows_and_act_size_match(monkeypatch):
     from physai.baselines import LeRobotBaseline
 
-    monkeypatch.setattr(B, "matmul_peak_flops", lambda threads: 1e11)
+    monkeypatch.setattr(B, "matmul_peak_flops", lambda threads, device="cpu": 1e11)
     spec = get_spec("car")
     threads = torch.get_num_threads()
     try:
@@ -89,7 +89,7 @@ class _Bar:
 
 
 def test_bench_train_advances_its_progress_once_per_model(monkeypatch):
-    monkeypatch.setattr(B, "matmul_peak_flops", lambda threads: 1e11)
+    monkeypatch.setattr(B, "matmul_peak_flops", lambda threads, device="cpu": 1e11)
     monkeypatch.setattr(B, "Progress", _Bar)
     threads = torch.get_num_threads()
     try:

@@ -76,3 +76,12 @@ def test_cli_errors_print_square_brackets_verbatim(capsys):
     assert main(["train", "--recipe", "cotrain", "--set", "train.steps=[bold]5"]) == 2
     out = capsys.readouterr().out
     assert "[bold]5" in out and "error:" in out
+
+
+def test_the_readme_library_example_runs_as_written(tmp_path, monkeypatch):
+    text = (ROOT / "README.md").read_text()
+    start = text.index("## Library in a few lines")
+    block = text[text.index("```python", start) + len("```python"): text.index("```", text.index("```python", start) + 9)]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {})
+    assert (tmp_path / "ckpt" / "model.safetensors").is_file() and (tmp_path / "ckpt" / "README.md").is_file()

@@ -374,3 +374,20 @@ def test_a_longer_episode_than_the_default_is_not_cut_by_the_time_limit():
     env = gym.make("physai/car-roundabout", **fam.env_kwargs("physai/car-roundabout", seconds=14.0))
     assert env.spec.max_episode_steps == 70
     env.close()
+
+
+def test_gymnasium_async_vector_env_with_spawned_workers():
+    """LeRobot/gymnasium tooling: spawn-started vector workers find the env (no 'Namespace physai not found')."""
+    import gymnasium as gym
+    import numpy as np
+
+    import physai.sim  # noqa: F401  (registers the envs)
+
+    envs = gym.make_vec("physai/car-highway", num_envs=2, vectorization_mode="async", vector_kwargs={"context": "spawn"})
+    try:
+        obs, _ = envs.reset(seed=0)
+        assert obs["image"].shape[0] == 2 and obs["proprio"].shape == (2, 6)
+        _, reward, *_ = envs.step(np.zeros((2, 2), np.float32))
+        assert reward.shape == (2,) and envs.spec.max_episode_steps == 150
+    finally:
+        envs.close()

@@ -11,6 +11,7 @@ import time
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
 from physai.config import policy_config
 from physai.heads.base import HeadConfig
@@ -18,14 +19,22 @@ from physai.policy import Policy
 from physai.stems import StemConfig
 
 
-def percentile_ms(fn: Callable[[], Any], n: int, warmup: int = 5) -> dict[str, float]:
+def sync(device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously: a timer must not stop early)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def percentile_ms(fn: Callable[[], Any], n: int, warmup: int = 5, device="cpu") -> dict[str, float]:
     """p50 / p99 / mean wall time of `n` calls of `fn` (after `warmup` untimed ones), in ms."""
     for _ in range(warmup):
         fn()
     ts = []
     for _ in range(n):
+        sync(device)
         t = time.perf_counter()
         fn()
+        sync(device)
         ts.append((time.perf_counter() - t) * 1e3)
     a = np.asarray(ts)
     return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean())}

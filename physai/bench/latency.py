@@ -21,6 +21,7 @@ from physai.baselines import LeRobotBaseline
 from physai.bench.common import _physai_policy, n_params, percentile_ms
 from physai.embodiments import get_spec
 from physai.report import console
+from physai.device import pick_device
 from physai.testing import make_obs
 
 VARIANT_NAMES = ("physai int8 (torch dynamic)", "physai ONNX (onnxruntime fp32)",
@@ -62,17 +63,22 @@ def _variants(pol, emb: str, obs: list[dict], calls: int, threads: int, tmp: str
 
 
 def bench_latency(threads: int = 2, calls: int = 100, chunk: int = 8, preset: str = "nano",
-                  checkpoint: str | None = None, variants: bool = True, progress: bool = True) -> dict[str, Any]:
+                  checkpoint: str | None = None, variants: bool = True, progress: bool = True,
+                  device=None) -> dict[str, Any]:
     """Rows of (embodiment, policy, params_M, p50_ms, p99_ms, mean_ms[, cosine, max_abs_diff],
-    budget_ms) for car and G1 (or the bodies of `checkpoint`); a progress bar while it runs."""
+    budget_ms) for car and G1 (or the bodies of `checkpoint`), physai and ACT on `device`
+    (`physai.device.pick_device`; the deployment variants are CPU runtimes and run only on the
+    CPU); a progress bar while it runs."""
     import dataclasses
     import tempfile
 
     from physai.policy import Policy
 
     torch.set_num_threads(threads)
+    dev = pick_device(device)
+    variants = variants and dev.type == "cpu"
     rows = []
-    trained = Policy.from_pretrained(checkpoint) if checkpoint else None
+    trained = Policy.from_pretrained(checkpoint, device=dev) if checkpoint else None
     if trained is not None:  # re-plan every call: full inference each time
         trained.config = dataclasses.replace(trained.config, n_action_steps=1, temporal_ensemble=None)
     bodies = tuple(trained.config.embodiments if trained is not None else ("car", "g1"))
@@ -82,24 +88,24 @@ def bench_latency(threads: int = 2, calls: int = 100, chunk: int = 8, preset: st
         for emb in bodies:
             prog.update(task, description=f"bench latency {emb}")
             rows += _latency_rows(trained, emb, preset, chunk, calls, threads, variants, tmp,
-                                  done=lambda: prog.advance(task))
+                                  done=lambda: prog.advance(task), device=dev)
     if trained is not None:
         chunk = trained.config.head.chunk_size
-    return {"threads": threads, "calls": calls, "chunk_size": chunk, "n_action_steps": 1, "rows": rows,
+    return {"threads": threads, "device": str(dev), "calls": calls, "chunk_size": chunk, "n_action_steps": 1, "rows": rows,
             "checkpoint": checkpoint}
 
 
 def _latency_rows(trained, emb: str, preset: str, chunk: int, calls: int, threads: int, variants: bool, tmp: str,
-                  done: Callable[[], None] = lambda: None) -> list[dict[str, Any]]:
+                  done: Callable[[], None] = lambda: None, device=torch.device("cpu")) -> list[dict[str, Any]]:
     """The rows of one body (see `bench_latency`); `done()` after each model is timed."""
     rows: list[dict[str, Any]] = []
     spec = trained.specs[emb] if trained is not None else get_spec(emb)
     rng = np.random.default_rng(0)
     obs = [make_obs(spec, rng) for _ in range(16)]
-    pol = trained.eval() if trained is not None else _physai_policy([emb], preset, chunk, n_action_steps=1)
+    pol = trained.eval() if trained is not None else _physai_policy([emb], preset, chunk, n_action_steps=1).to(device)
     pol.optimize_for_inference(False)
     chunk = pol.config.head.chunk_size
-    act = LeRobotBaseline("act", spec, chunk_size=chunk, n_action_steps=1).eval()  # LeRobot ACT defaults otherwise
+    act = LeRobotBaseline("act", spec, chunk_size=chunk, n_action_steps=1).eval().to(device)  # ACT defaults otherwise
     i = {"k": 0}
 
     def nxt():
@@ -108,13 +114,13 @@ def _latency_rows(trained, emb: str, preset: str, chunk: int, calls: int, thread
 
     name = pol.config.preset if trained is not None else preset
     with torch.inference_mode():
-        e = percentile_ms(lambda: pol.select_action(nxt(), emb), calls)
+        e = percentile_ms(lambda: pol.select_action(nxt(), emb), calls, device=device)
         done()
-        a = percentile_ms(lambda: act.select_action(nxt()), calls)
+        a = percentile_ms(lambda: act.select_action(nxt()), calls, device=device)
         done()
     pol.optimize_for_inference()  # traced + frozen graph (built in the warm-up calls)
     with torch.no_grad():
-        p = percentile_ms(lambda: pol.select_action(nxt(), emb), calls)
+        p = percentile_ms(lambda: pol.select_action(nxt(), emb), calls, device=device)
     done()
     rows.append({"embodiment": emb, "policy": f"physai {name} (eager)", "params_M": n_params(pol) / 1e6, **e})
     rows.append({"embodiment": emb, "policy": f"physai {name}", "params_M": n_params(pol) / 1e6, **p})

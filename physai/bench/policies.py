@@ -16,6 +16,7 @@ import torch
 from rich.progress import Progress
 
 from physai.bench.common import n_params, percentile_ms
+from physai.device import pick_device
 
 
 def _train_baseline(model, loader, emb: str, samples: int, batch_size: int, lr: float, progress: Progress) -> float:
@@ -38,7 +39,8 @@ def _train_baseline(model, loader, emb: str, samples: int, batch_size: int, lr: 
 
 
 def bench_policies(recipe_name: str = "cotrain", overrides: list[str] | None = None, episodes: int = 5,
-                   seed: int = 1000, out: str | Path = "runs/bench_policies", kinds=("act", "diffusion")) -> dict[str, Any]:
+                   seed: int = 1000, out: str | Path = "runs/bench_policies", kinds=("act", "diffusion"),
+                   device=None) -> dict[str, Any]:
     from physai.baselines import LeRobotBaseline
     from physai.data.loader import MultiEmbodimentLoader
     from physai.overrides import apply_overrides
@@ -51,12 +53,13 @@ def bench_policies(recipe_name: str = "cotrain", overrides: list[str] | None = N
     recipe = apply_overrides(get_recipe(recipe_name)(), ["data.dagger_rounds=0", *(overrides or [])])
     out = Path(out)
     t0 = time.perf_counter()
-    res = train_recipe(recipe, out / "physai", resume=False)  # fresh: its samples/s is part of the result
+    dev = pick_device(device)  # every policy trains and runs there; the envs stay on the CPU
+    res = train_recipe(recipe, out / "physai", resume=False, device=dev)  # fresh: its samples/s is part of the result
     physai_sps = res["samples_per_s"]
     samples_total = recipe.train.steps * recipe.train.batch_size
     from physai.policy import Policy
 
-    pol = Policy.from_pretrained(res["final"]).eval().optimize_for_inference()
+    pol = Policy.from_pretrained(res["final"], device=dev).eval().optimize_for_inference()
     paths = dataset_paths(recipe)
     loader = MultiEmbodimentLoader({str(p): w for p, w in paths.items()}, batch_size=recipe.train.batch_size,
                                    chunk_size=recipe.policy.head.chunk_size, seed=0)
@@ -75,7 +78,7 @@ def bench_policies(recipe_name: str = "cotrain", overrides: list[str] | None = N
                 m = LeRobotBaseline(kind, spec, chunk_size=recipe.policy.head.chunk_size,
                                     n_action_steps=recipe.policy.n_action_steps or recipe.policy.head.chunk_size,
                                     normalizer=norm, **({"dim_model": 256, "dim_feedforward": 1024} if kind == "act" else
-                                                        {"down_dims": (64, 128, 256)}))
+                                                        {"down_dims": (64, 128, 256)})).to(dev)
                 share = int(samples_total * weights[emb] / wsum)  # same samples per embodiment as physai saw
                 sps.append(_train_baseline(m, loader, emb, share, recipe.train.batch_size, 1e-4 if kind == "act" else 3e-4, prog))
                 params += n_params(m)
@@ -95,7 +98,7 @@ def bench_policies(recipe_name: str = "cotrain", overrides: list[str] | None = N
                 mdl.reset()
                 f = lambda: mdl.select_action(obs)
             with torch.inference_mode():
-                lat.append(percentile_ms(f, 40, 4))
+                lat.append(percentile_ms(f, 40, 4, device=dev))
         stats[name].update(p50_ms=float(np.mean([l["p50_ms"] for l in lat])), p99_ms=float(np.mean([l["p99_ms"] for l in lat])))
     scenarios = [s for env_id in recipe.eval_env for s in seeded_scenarios(env_id, episodes, seed)]
     from physai.sim.suite import embodiment_of
@@ -106,5 +109,5 @@ def bench_policies(recipe_name: str = "cotrain", overrides: list[str] | None = N
             baselines[k][embodiment_of(env_id)], embodiment_of(env_id), lerobot=True))(kind)
     results = evaluate(agents, scenarios, video_dir=out / "videos", videos_per_env=2)
     rows = summarize(results)
-    return {"recipe": recipe_name, "samples_per_policy": samples_total, "episodes": episodes, "seed": seed,
+    return {"recipe": recipe_name, "device": str(dev), "samples_per_policy": samples_total, "episodes": episodes, "seed": seed,
             "stats": stats, "closed_loop": rows, "wall_s": time.perf_counter() - t0}

@@ -17,25 +17,29 @@ from rich.progress import Progress
 from torch.utils.flop_counter import FlopCounterMode
 
 from physai.baselines import LeRobotBaseline
-from physai.bench.common import _physai_policy, n_params
+from physai.bench.common import _physai_policy, n_params, sync
+from physai.device import pick_device
 from physai.embodiments import get_spec
 from physai.report import console
 from physai.testing import make_batch
 
 
-def matmul_peak_flops(threads: int, sizes: tuple[int, ...] = (1024, 2048), windows: int = 5, reps: int = 6) -> float:
+def matmul_peak_flops(threads: int, sizes: tuple[int, ...] = (1024, 2048), windows: int = 5, reps: int = 6,
+                      device="cpu") -> float:
     """The best fp32 matmul FLOP/s over several sizes and timing windows: a peak, so another process
     briefly sharing the core lowers one window, not the figure."""
     torch.set_num_threads(threads)
     best = 0.0
     for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
         for _ in range(2):
             a @ b
         for _ in range(windows):
+            sync(device)
             t = time.perf_counter()
             for _ in range(reps):
                 a @ b
+            sync(device)
             best = max(best, 2 * n**3 * reps / (time.perf_counter() - t))
     return best
 
@@ -49,12 +53,15 @@ def _train_rate(model, batch_fn, steps: int, lr: float = 1e-4) -> float:
         opt.zero_grad()
         loss.backward()
         opt.step()
+    dev = next(model.parameters()).device
+    sync(dev)
     t = time.perf_counter()
     for b in batches[2:]:
         loss, _ = model(b)
         opt.zero_grad()
         loss.backward()
         opt.step()
+    sync(dev)
     return sum(len(b["action"]) for b in batches[2:]) / (time.perf_counter() - t)
 
 
@@ -93,19 +100,21 @@ def match_act_dim(spec, chunk: int, params: int, dims=range(64, 1025, 64)) -> in
 
 
 def bench_train(threads: int = 2, batch_size: int = 128, steps: int = 4, preset: str = "small", chunk: int = 8,
-                act_dim_model: int | None = None, variants=TRAIN_VARIANTS, progress: bool = True) -> dict[str, Any]:
+                act_dim_model: int | None = None, variants=TRAIN_VARIANTS, progress: bool = True,
+                device=None) -> dict[str, Any]:
     """Training samples/s of physai `preset` (each token variant) and of LeRobot ACT with the
     parameter count closest to physai's (or `act_dim_model`), plus physai's achieved FLOP/s as a
-    fraction of the fp32 matmul peak measured in the same run. Same batches, AdamW, same threads;
-    a progress bar while it runs."""
+    fraction of the fp32 matmul peak measured in the same run. Same batches, AdamW, same threads,
+    same `device` (`physai.device.pick_device`: CUDA when available); a progress bar while it runs."""
     torch.set_num_threads(threads)
+    dev = pick_device(device)
     spec = get_spec("car")
-    pols = {f"physai {preset}" + (f" {label}" if label else ""): _physai_policy(["car"], preset, chunk, 1, **kw)
+    pols = {f"physai {preset}" + (f" {label}" if label else ""): _physai_policy(["car"], preset, chunk, 1, **kw).to(dev)
             for label, kw in variants}
     if act_dim_model is None:
         act_dim_model = match_act_dim(spec, chunk, int(np.mean([n_params(p) for p in pols.values()])))
     act = LeRobotBaseline("act", spec, chunk_size=chunk, n_action_steps=chunk, dim_model=act_dim_model,
-                          dim_feedforward=4 * act_dim_model)
+                          dim_feedforward=4 * act_dim_model).to(dev)
     seeds = iter(range(10_000))
     bp = lambda: make_batch(spec, B=batch_size, H=chunk, seed=next(seeds))
     ba = lambda: make_batch(spec, B=batch_size, H=chunk, seed=next(seeds), next_obs=False)
@@ -113,7 +122,7 @@ def bench_train(threads: int = 2, batch_size: int = 128, steps: int = 4, preset:
     rows = []
     with Progress(console=console, transient=True, disable=not progress) as prog:
         task = prog.add_task("bench train: fp32 matmul peak", total=1 + len(pols))
-        peak = matmul_peak_flops(threads)
+        peak = matmul_peak_flops(threads, device=dev)
         prog.update(task, description=f"bench train: {act_name}")
         act_flops = _train_flops_per_sample(act, ba())
         sps_a = _train_rate(act, ba, steps)
@@ -130,5 +139,5 @@ def bench_train(threads: int = 2, batch_size: int = 128, steps: int = 4, preset:
     rows.append({"policy": act_name, "params_M": n_params(act) / 1e6, "samples_per_s": sps_a,
                  "GFLOP_per_sample": act_flops / 1e9, "achieved_GFLOPs": act_flops * sps_a / 1e9,
                  "fraction_of_matmul_peak": act_flops * sps_a / peak, "ratio_vs_ACT": 1.0})
-    return {"threads": threads, "batch_size": batch_size, "steps": steps, "chunk_size": chunk,
+    return {"threads": threads, "device": str(dev), "batch_size": batch_size, "steps": steps, "chunk_size": chunk,
             "act_dim_model": act_dim_model, "matmul_peak_GFLOPs": peak / 1e9, "rows": rows}
