@@ -75,13 +75,28 @@ def cmd_info(args) -> int:
         e.add_row(name, str(s.action_dim), str(s.proprio_dim), cmd, cams, f"{s.control_hz:g}", s.default_head)
     console.print(e)
 
+    import gymnasium
+
+    import physai.sim  # noqa: F401  (registers the envs)
+    from physai.sim.family import families
+
+    v = Table(title="envs (gymnasium ids)", header_style="bold")
+    for c in ("env id", "family", "body", "control Hz", "max_episode_steps"):
+        v.add_column(c)
+    for fam in families():
+        for env_id in fam.env_ids:
+            emb = fam.embodiment_of(env_id)
+            hz = get_spec(emb).control_hz if emb in EMBODIMENTS else float("nan")
+            spec = gymnasium.registry.get(env_id)
+            v.add_row(env_id, fam.name, emb, f"{hz:g}", str(getattr(spec, "max_episode_steps", "")))
+    console.print(v)
+
     r = Table(title="registries", header_style="bold")
     r.add_column("registry")
     r.add_column("names")
     r.add_row("heads", ", ".join(HEADS.names()))
     r.add_row("tokenizers", ", ".join(TOKENIZERS.names()))
     r.add_row("recipes", ", ".join(RECIPES.names()) or "(none)")
-    from physai.sim.family import families
     from physai.sim.suite import list_suites
 
     r.add_row("body families", "; ".join(f"{f.name} ({', '.join(f.env_ids)})" for f in families()))
