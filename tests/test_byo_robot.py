@@ -39,24 +39,33 @@ def test_spec_comes_from_the_datasets_own_metadata(arm_dataset):
     assert not (arm_dataset / "meta" / "physai_norm.safetensors").exists()  # nothing written into the user's data
 
 
-def test_a_dataset_lerobot_rewrote_from_a_physai_body_keeps_that_bodys_spec(tmp_path):
-    """A physai recording whose meta/physai.json is gone (LeRobot's tools write a new folder without
-    it) is recognised by its robot_type and checked against the registered spec."""
+def test_a_physai_recording_edited_by_lerobot_trains_with_its_bodys_spec(tmp_path):
+    """LeRobot's own `delete_episodes` (what `lerobot-edit-dataset delete_episodes` runs) writes a new
+    dataset without meta/physai.json; it is recognised by its robot_type and checked against the
+    registered spec."""
+    from lerobot.datasets.dataset_tools import delete_episodes
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
     from physai.data.writer import DatasetWriter
     from physai.testing import make_obs
 
     spec = get_spec("car")
     root = tmp_path / "car"
     with DatasetWriter(root, spec) as w:
-        o = make_obs(spec)
-        for _ in range(3):
-            w.add_frame({"topdown": o["image"].transpose(1, 2, 0)}, o["proprio"], spec.encode_command(o["command"]),
-                        np.zeros(2, np.float32), 0.0, "drive")
-        w.commit_episode()
-    (root / "meta" / "physai.json").unlink()
-    got, ours = dataset_spec(root)
+        for ep in range(3):
+            o = make_obs(spec, np.random.default_rng(ep))
+            for _ in range(3 + ep):
+                w.add_frame({"topdown": o["image"].transpose(1, 2, 0)}, o["proprio"],
+                            spec.encode_command(o["command"]), np.full(2, ep, np.float32), 0.0, "drive")
+            w.commit_episode()
+    edited = tmp_path / "car_edited"
+    delete_episodes(LeRobotDataset("physai/car", root=root), [1], output_dir=edited, repo_id="me/car_edited")
+    assert not (edited / "meta" / "physai.json").exists()
+    got, ours = dataset_spec(edited)
     assert got == spec and not ours
-    assert load_frames(root).command.shape == (3, spec.command_dim)
+    f = load_frames(edited)
+    assert f.num_episodes == 2 and len(f) == 3 + 5 and f.command.shape == (8, spec.command_dim)
+    assert sorted(set(f.action[:, 0].tolist())) == [0.0, 2.0]  # episode 1 is gone, 0 and 2 remain
 
 
 def test_a_path_that_is_not_a_dataset_is_a_clear_error(tmp_path):
