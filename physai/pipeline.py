@@ -205,7 +205,10 @@ def validation_batches(loader, held: dict, chunk: int, n: int = 64) -> list[dict
 
 
 def dagger_boundaries(recipe) -> list[int]:
-    """Training steps after which a DAgger round runs (equal phases)."""
+    """Training steps after which a DAgger round runs (equal phases); none without an env entry
+    (a dataset alone has no expert to relabel with)."""
+    if not recipe.data.env_entries():
+        return []
     R, S = recipe.data.dagger_rounds, recipe.train.steps
     return [S * r // (R + 1) for r in range(1, R + 1)]
 

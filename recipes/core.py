@@ -171,14 +171,16 @@ def g1_only() -> Recipe:
 def finetune() -> Recipe:
     """Your robot from your data: a new head (and stem) for the body of `data.datasets` on the frozen
     co-trained trunk, e.g. `--set init_from=runs/cotrain/final --set 'data.datasets=[["path/to/ds", 1.0]]'`
-    (a LeRobot dataset; its spec comes from the dataset's metadata). Where the body has a physai env
-    (an expert to relabel with), an env entry and `data.dagger_rounds` make it DAgger like `cotrain`."""
+    (a LeRobot dataset; its spec comes from the dataset's metadata). A body with a physai env (an
+    expert to relabel with) gets DAgger rounds like `cotrain`: the default, the Booster T1, records
+    24 expert episodes and runs 4 rounds of 12 (without them it falls in 10/10 episodes); a
+    dataset-only body has no expert, so no rounds."""
     return Recipe(
         name="finetune",
         policy=policy_config("nano", embodiments=("t1",), residual_actions=("t1",)),
-        train=TrainConfig(steps=600, batch_size=64, lr=1e-3, warmup_steps=30, ckpt_every=200,
+        train=TrainConfig(steps=2500, batch_size=64, lr=1e-3, warmup_steps=30, ckpt_every=500,
                           train_head_only="t1", train_stem=True),
-        data=DataConfig(datasets=(("physai/t1-walk", 8, 1.0),)),
+        data=DataConfig(datasets=(("physai/t1-walk", 24, 1.0),), dagger_rounds=4, dagger_episodes=12),
         init_from="runs/cotrain/final",
         bodies_from_data=True,
     )
