@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
@@ -116,3 +118,23 @@ def test_bench_latency_advances_its_progress_once_per_model(monkeypatch):
     bar = _Bar.last
     assert bar.total == bar.advanced == len(timed) == 12  # eager, traced, ACT and 3 deployment variants, per body
     assert {"bench latency car", "bench latency g1"} <= set(bar.descriptions)
+
+
+@pytest.mark.parametrize("kind", ["act", "diffusion"])
+def test_lerobot_baselines_train_and_act_in_physai_units(kind):
+    """LeRobot's own ACT and Diffusion (the baselines of bench policies) build, train a step and act
+    within the spec's bounds on physai's data contract."""
+    from physai.baselines import LeRobotBaseline
+    from physai.testing import make_batch, make_obs
+
+    spec = get_spec("car")
+    kw = {"dim_model": 64, "dim_feedforward": 128} if kind == "act" else {"down_dims": (16, 32, 64)}
+    m = LeRobotBaseline(kind, spec, chunk_size=8, n_action_steps=8, **kw)
+    b = make_batch(spec, B=2, H=8, next_obs=False)
+    b["action_is_pad"] = torch.zeros(2, 8, dtype=torch.bool)
+    loss, _ = m(b)
+    loss.backward()
+    assert torch.isfinite(loss) and any(p.grad is not None for p in m.parameters())
+    m.eval()
+    a = np.asarray(m.select_action(make_obs(spec)))
+    assert a.shape == (2,) and (a >= spec.low - 1e-6).all() and (a <= spec.high + 1e-6).all()
