@@ -37,7 +37,8 @@ def _trained_tiny():
 def test_roundtrip_identical_outputs(tmp_path):
     pol = _trained_tiny()
     pol.save_pretrained(tmp_path / "ck")
-    assert sorted(os.listdir(tmp_path / "ck")) == ["config.json", "model.safetensors", "normalization.safetensors"]
+    assert sorted(os.listdir(tmp_path / "ck")) == ["README.md", "card.json", "config.json", "model.safetensors",
+                                                   "normalization.safetensors"]  # weights, config, stats, model card
     back = Policy.from_pretrained(tmp_path / "ck")
     for e, s in pol.specs.items():
         o = make_obs(s)

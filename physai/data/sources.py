@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from physai.errors import ConfigError, DatasetError
+from physai.hub import hub_offline, looks_like_repo_id
 from physai.sim.family import families
 
 HUB_DIR = "hub"
@@ -27,15 +28,6 @@ def is_env_id(source: Any) -> bool:
 
 def is_dataset_entry(entry: tuple) -> bool:
     return not is_env_id(entry[0])
-
-
-def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def looks_like_repo_id(source: str) -> bool:
-    parts = source.split("/")
-    return len(parts) == 2 and all(parts) and not source.startswith((".", "/", "~"))
 
 
 def resolve_dataset(source: str | os.PathLike, root: str | Path = "data") -> Path:
@@ -54,7 +46,7 @@ def resolve_dataset(source: str | os.PathLike, root: str | Path = "data") -> Pat
     local = Path(root) / HUB_DIR / text.replace("/", "__")
     if is_dataset(local):
         return local.absolute()
-    if _hub_offline():
+    if hub_offline():
         raise DatasetError(f"data.datasets: '{text}' is not a local folder, and the Hub is offline "
                            f"(HF_HUB_OFFLINE=1): download it first, or pass its local path")
     from huggingface_hub import snapshot_download
