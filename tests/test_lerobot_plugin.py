@@ -88,3 +88,45 @@ def test_a_lerobot_physai_policy_can_join_a_pretrained_physai_trunk(tmp_path):
     assert torch.isfinite(loss)
     chunk = pol.predict_action_chunk(batch)
     assert chunk.shape == (3, 4, 2) and chunk.abs().max() <= 1.0
+
+
+def test_lerobot_eval_runs_a_physai_policy_in_a_physai_env(tmp_path):
+    """A physai car recording trains through `lerobot-train`, then `lerobot-eval --env.type=physai`
+    drives the car env with it through LeRobot's own eval loop, processors and videos."""
+    from physai.data.collect import collect
+
+    ds = tmp_path / "car"
+    collect("physai/car-highway", 2, ds, max_steps=16, progress=False)
+    bin_dir, env = Path(sys.executable).parent, {**os.environ, "HF_HUB_OFFLINE": "1"}
+    train = [str(bin_dir / "lerobot-train"), "--dataset.repo_id=physai/car", f"--dataset.root={ds}",
+             "--policy.type=physai", "--policy.push_to_hub=false", "--policy.chunk_size=4", "--policy.n_action_steps=4",
+             "--steps=2", "--batch_size=4", f"--output_dir={tmp_path / 'train'}", "--policy.device=cpu",
+             "--wandb.enable=false", "--num_workers=0", "--save_freq=2"]
+    res = subprocess.run(train, capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ckpt = tmp_path / "train" / "checkpoints" / "last" / "pretrained_model"
+    ev = [str(bin_dir / "lerobot-eval"), f"--policy.path={ckpt}", "--env.type=physai", "--env.task=car-highway",
+          "--env.episode_seconds=2", "--eval.n_episodes=2", "--eval.batch_size=1", "--policy.device=cpu",
+          f"--output_dir={tmp_path / 'eval'}"]
+    res = subprocess.run(ev, capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    info = json.loads((tmp_path / "eval" / "eval_info.json").read_text())["overall"]
+    assert info["n_episodes"] == 2 and np.isfinite(info["avg_sum_reward"])
+    assert len(info["video_paths"]) >= 1 and all(Path(p).stat().st_size > 0 for p in info["video_paths"])
+
+
+def test_the_lerobot_env_config_maps_physai_observations():
+    from physai.lerobot_policy.env_physai import PhysaiEnvConfig
+
+    cfg = PhysaiEnvConfig(task="g1-walk", episode_seconds=1.0)
+    assert cfg.fps == 50 and cfg.gym_id == "physai/g1-walk"
+    assert cfg.features_map["pixels/follow"] == "observation.images.follow"
+    envs = cfg.create_envs(1)["physai"][0]
+    try:
+        obs, _ = envs.reset(seed=0, options={"lerobot_new_rollout": True})  # LeRobot's own reset option
+        assert obs["pixels"]["follow"].shape == (1, 64, 64, 3) and obs["agent_pos"].shape[1] == get_spec("g1").proprio_dim
+        assert envs.call("_max_episode_steps")[0] == 50 and envs.call("task")[0] == "physai/g1-walk"
+        assert envs.call("task_description")[0].startswith("walk")
+        assert envs.call("render")[0].shape == (256, 256, 3)
+    finally:
+        envs.close()
