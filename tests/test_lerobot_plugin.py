@@ -105,6 +105,10 @@ def test_lerobot_eval_runs_a_physai_policy_in_a_physai_env(tmp_path):
     res = subprocess.run(train, capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     ckpt = tmp_path / "train" / "checkpoints" / "last" / "pretrained_model"
+    from lerobot.policies.factory import get_policy_class
+
+    pol = get_policy_class("physai").from_pretrained(ckpt)  # the recording's command is an input
+    assert pol.model.specs["lerobot_robot"].command_dim == get_spec("car").command_dim
     ev = [str(bin_dir / "lerobot-eval"), f"--policy.path={ckpt}", "--env.type=physai", "--env.task=car-highway",
           "--env.episode_seconds=2", "--eval.n_episodes=2", "--eval.batch_size=1", "--policy.device=cpu",
           f"--output_dir={tmp_path / 'eval'}"]

@@ -1,8 +1,9 @@
 """`PhysaiPolicy`: a physai model behind LeRobot's `PreTrainedPolicy` interface.
 
 LeRobot's batches map onto physai's layout: every `observation.images.*` becomes one camera of
-`image` [B, 1, C, 3, H, W] (floats in [0, 1]), `observation.state` the proprio [B, 1, D], there is
-no command, and `action` / `action_is_pad` are the chunk targets. Values arrive normalized by
+`image` [B, 1, C, 3, H, W] (floats in [0, 1]), `observation.state` the proprio [B, 1, D],
+`observation.command` (a physai recording's encoded command, when the dataset has it) the command
+[B, Dc], and `action` / `action_is_pad` are the chunk targets. Values arrive normalized by
 LeRobot's processors, so the body's spec works in that space (actions in [-1, 1], LeRobot's
 min/max mode) and physai's own normalizer leaves this body alone (it has no stats for it).
 """
@@ -15,12 +16,12 @@ import torch
 from lerobot.policies.pretrained import PreTrainedPolicy
 
 from physai.config import PolicyConfig, policy_config
-from physai.embodiments.spec import CameraSpec, EmbodimentSpec
+from physai.embodiments.spec import CameraSpec, CommandField, EmbodimentSpec
 from physai.heads.base import HeadConfig
 from physai.lerobot_policy.configuration_physai import PhysaiConfig
 from physai.policy import Policy
 
-STATE, ACTION = "observation.state", "action"
+STATE, COMMAND, ACTION = "observation.state", "observation.command", "action"
 
 
 def spec_from_features(config: PhysaiConfig) -> EmbodimentSpec:
@@ -28,13 +29,16 @@ def spec_from_features(config: PhysaiConfig) -> EmbodimentSpec:
     cams = config.image_features
     C, H, W = next(iter(cams.values())).shape
     state = config.robot_state_feature
+    command = config.input_features.get(COMMAND)
     A = int(config.action_feature.shape[0])
     return EmbodimentSpec(
         name=config.embodiment, action_names=tuple(f"action_{i}" for i in range(A)), action_units=("",) * A,
         action_low=(-1.0,) * A, action_high=(1.0,) * A, control_hz=10.0,
         cameras=tuple(CameraSpec(k.split(".")[-1], int(H), int(W)) for k in cams),
         proprio_names=tuple(f"state_{i}" for i in range(int(state.shape[0]))) if state is not None else (),
-        command=(), default_head=config.head, description="a LeRobot policy's body (normalized units)")
+        command=tuple(CommandField(f"command_{i}", "continuous", low=-1.0, high=1.0, default=0.0)
+                      for i in range(int(command.shape[0]))) if command is not None else (),
+        default_head=config.head, description="a LeRobot policy's body (normalized units)")
 
 
 def _build_model(config: PhysaiConfig) -> Policy:
@@ -86,8 +90,10 @@ class PhysaiPolicy(PreTrainedPolicy):
         state = state if state is not None and self.config.robot_state_feature is not None else imgs.new_zeros(B, 0)
         if state.dim() == 3:  # [B, T, D] with T = n_obs_steps = 1
             state = state[:, -1]
-        return {"image": imgs[:, None].clamp(0.0, 1.0), "proprio": state[:, None].float(),
-                "command": imgs.new_zeros(B, 0)}
+        dc = self.model.specs[self.embodiment].command_dim
+        command = batch.get(COMMAND)  # (normalized by LeRobot like a state; absent: the mean command, 0)
+        command = command.float().reshape(B, -1) if command is not None and dc else imgs.new_zeros(B, dc)
+        return {"image": imgs[:, None].clamp(0.0, 1.0), "proprio": state[:, None].float(), "command": command}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         b = {"embodiment": self.embodiment, **self._obs(batch), "action": batch[ACTION]}
