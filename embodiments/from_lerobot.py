@@ -50,7 +50,8 @@ def _names(feature: Mapping[str, Any], key: str, prefix: str) -> tuple[str, ...]
     return tuple(names)
 
 
-def _image_hw(key: str, feature: Mapping[str, Any]) -> tuple[int, int]:
+def image_hw(key: str, feature: Mapping[str, Any]) -> tuple[int, int]:
+    """(H, W) of an image/video feature stored channels-last (LeRobot's usual) or channels-first."""
     shape, names = list(feature.get("shape") or ()), feature.get("names") or []
     if len(shape) != 3:
         raise ConfigError(f"feature '{key}': expected an image shape of 3 dims (H, W, 3 or 3, H, W), got {shape}")
@@ -112,12 +113,18 @@ def spec_from_lerobot(info: Mapping[str, Any], stats: Mapping[str, Any] | None, 
         action_low=tuple(float(x) for x in lo - pad),
         action_high=tuple(float(x) for x in hi + pad),
         control_hz=float(fps),
-        cameras=tuple(CameraSpec(camera_name(k), *_image_hw(k, feats[k])) for k in cams),
+        cameras=tuple(CameraSpec(camera_name(k), *image_hw(k, feats[k])) for k in cams),
         proprio_names=proprio,
         command=_command(feats.get(COMMAND)),
         default_head=default_head,
         description=f"inferred from LeRobot metadata (robot_type {info.get('robot_type')!r})",
     )
+
+
+def read_stats(root: str | Path) -> dict:
+    """A LeRobot dataset's `meta/stats.json` ({} when the file is absent)."""
+    path = Path(root) / "meta" / "stats.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def read_lerobot_meta(root: str | Path) -> tuple[dict, dict]:
@@ -126,10 +133,7 @@ def read_lerobot_meta(root: str | Path) -> tuple[dict, dict]:
     info_path = root / "meta" / "info.json"
     if not info_path.is_file():
         raise ConfigError(f"'{root}' is not a LeRobot dataset (no meta/info.json)")
-    info = json.loads(info_path.read_text())
-    stats_path = root / "meta" / "stats.json"
-    stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
-    return info, stats
+    return json.loads(info_path.read_text()), read_stats(root)
 
 
 def spec_from_dataset(root: str | Path, name: str | None = None, margin: float = 0.05) -> EmbodimentSpec:

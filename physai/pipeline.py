@@ -93,17 +93,11 @@ def check_buildable(recipe) -> None:
     """Build the recipe's model on the meta device (no memory) before anything is recorded, so a
     setting the stems cannot take (a timm model that cannot read the cameras' size) is a
     `ConfigError` in seconds, not after the recordings."""
-    from physai.data.format import dataset_spec
-    from physai.data.sources import is_dataset_entry, resolve_dataset
-    from physai.embodiments import get_spec
     from physai.policy import Policy
 
     if recipe.init_from:  # the checkpoint's model; only the new bodies' stems are built
         return
-    specs = {}
-    for e in recipe.data.datasets:
-        spec = dataset_spec(resolve_dataset(e[0], recipe.data.root))[0] if is_dataset_entry(e) else get_spec(embodiment_of(e[0]))
-        specs[spec.name] = spec
+    specs = {s.name: s for s in map(recipe.data.entry_spec, recipe.data.datasets)}
     with torch.device("meta"):
         Policy.build(recipe.policy, specs=specs)
 
@@ -140,11 +134,12 @@ def fit_residual_stats(norm, loader, embodiments, batches: int = 40) -> None:
 
 
 def _make_loader(recipe, base: dict[Path, float], rounds: list[dict[Path, Path]], frames_cache: dict,
-                 fixed_share: dict[Path, float] | None = None):
+                 fixed_share: dict[Path, float] | None = None, held: dict | None = None):
     """A loader over the recordings `base` {path: weight} plus DAgger datasets {path: the recording
     they extend}: a recording's weight is shared with its DAgger data in proportion to frames.
     `fixed_share` {dataset: s}: those extension datasets get together the fraction s of their
-    recording's weight (split by frames) instead (the flywheel's mined frames)."""
+    recording's weight (split by frames) instead (the flywheel's mined frames). A recording loaded
+    here trains without its first `data.val_episodes` episodes, which go into `held` {path: frames}."""
     from physai.data.frames import load_frames
     from physai.data.loader import MultiEmbodimentLoader
 
@@ -158,9 +153,9 @@ def _make_loader(recipe, base: dict[Path, float], rounds: list[dict[Path, Path]]
             if str(p) not in frames_cache:
                 frames = load_frames(p)
                 if p == parent:  # recordings hold episodes out for validation; DAgger data all trains
-                    frames, held = frames.hold_out(recipe.data.val_episodes)
-                    if held is not None:
-                        frames_cache.setdefault("val", {})[str(p)] = held
+                    frames, val = frames.hold_out(recipe.data.val_episodes)
+                    if val is not None and held is not None:
+                        held[str(p)] = val
                 frames_cache[str(p)] = frames
         n = {p: len(frames_cache[str(p)]) for p in members}
         fixed = [p for p in members if fixed_share and p in fixed_share]
@@ -291,10 +286,11 @@ def train_recipe(recipe, out: str | Path, resume: bool = True, progress: bool = 
     check_buildable(recipe)
     base = dataset_paths(recipe, progress)
     frames_cache: dict = {}
-    loader = _make_loader(recipe, base, [], frames_cache)
+    held: dict = {}  # recording -> its episodes held out for validation
+    loader = _make_loader(recipe, base, [], frames_cache, held=held)
     torch.manual_seed(recipe.train.seed)
     policy = build_policy(recipe, loader).to(pick_device(device))  # normalization from the recordings, fixed
-    val = validation_batches(loader, frames_cache.get("val", {}), chunk_size(recipe))
+    val = validation_batches(loader, held, chunk_size(recipe))
     bounds = dagger_boundaries(recipe)
     rounds: list[dict[Path, Path]] = list(extra_rounds or [])  # per round: {DAgger dataset: recording it extends}
     n_extra = len(rounds)
@@ -314,10 +310,10 @@ def train_recipe(recipe, out: str | Path, resume: bool = True, progress: bool = 
                 rounds.append(dagger_round(recipe, out, r, None, base, progress))
         if rounds:
             loader = _make_loader(recipe, base, rounds, frames_cache, fixed)
-    trainer = Trainer(policy, loader, recipe.train, out, val_batches=val)
-    trainer.card = {"recipe": recipe.name, "init_from": recipe.init_from or None,
-                    "datasets": [{"path": str(p), "body": f.spec.name, "weight": float(w), "episodes": f.num_episodes,
-                                  "frames": len(f)} for p, w in base.items() for f in [frames_cache[str(p)]]]}
+    card = {"recipe": recipe.name, "init_from": recipe.init_from or None,
+            "datasets": [{"path": str(p), "body": f.spec.name, "weight": float(w), "episodes": f.num_episodes,
+                          "frames": len(f)} for p, w in base.items() for f in [frames_cache[str(p)]]]}
+    trainer = Trainer(policy, loader, recipe.train, out, val_batches=val, card=card)
     resumed = trainer.resume() if resume else False
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.json").write_text(json.dumps(_asdict(recipe), indent=2))

@@ -111,7 +111,7 @@ class EMA:
 
 class Trainer:
     def __init__(self, policy, source, cfg: TrainConfig, out_dir: str | Path, val_batches: list | None = None,
-                 on_checkpoint: Callable[[int, Any], dict] | None = None):
+                 on_checkpoint: Callable[[int, Any], dict] | None = None, card: dict[str, Any] | None = None):
         self.policy, self.source, self.cfg = policy, source, cfg
         for e, key, mode in policy.normalizer.missing(policy.specs, policy.config.residual_actions)[:1]:
             raise ConfigError(f"the policy has no normalization stats for {e}.{key} (mode '{mode}'): fit them from "
@@ -134,7 +134,7 @@ class Trainer:
         self.step = 0
         self.best = float("inf")
         self.history: list[dict[str, Any]] = []
-        self.card: dict[str, Any] = {}  # what saved checkpoints' model cards say it trained on (set by the caller)
+        self.card: dict[str, Any] = dict(card or {})  # what saved checkpoints' model cards say it trained on
         self.resume_changes: dict[str, tuple[Any, Any]] = {}  # setting -> (checkpoint's, applied), by resume()
         from physai.checkpoint import clean_stale
 
@@ -376,8 +376,8 @@ class Trainer:
                 "final": str(final), "best": str(self.out / "best"), "best_metric": self.best}
 
     def card_training(self) -> dict:
-        """The model card's training section: `self.card` (what the caller says: recipe, datasets)
-        plus this run's step count."""
+        """The model card's training section: `card` (what the caller says: recipe, datasets) plus
+        this run's step count."""
         import datetime as dt
 
         return {**self.card, "steps": self.step,

@@ -11,9 +11,10 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from physai.config import PolicyConfig, policy_config
+from physai.data.sources import dataset_entry_spec, is_dataset_entry
+from physai.embodiments import get_spec
 from physai.errors import ConfigError
 from physai.recipes import RECIPES
-from physai.data.sources import dataset_embodiment, is_dataset_entry
 from physai.sim.family import embodiment_of, families, family_for_env, record_config_from
 from physai.trainer import TrainConfig
 
@@ -61,7 +62,11 @@ class DataConfig:
 
     def entry_body(self, entry: tuple) -> str:
         """The embodiment an entry's data is of."""
-        return dataset_embodiment(entry[0], self.root) if is_dataset_entry(entry) else embodiment_of(entry[0])
+        return self.entry_spec(entry).name if is_dataset_entry(entry) else embodiment_of(entry[0])
+
+    def entry_spec(self, entry: tuple):
+        """The `EmbodimentSpec` of an entry's data: a dataset's own, or the registered spec of an env's body."""
+        return dataset_entry_spec(entry[0], self.root) if is_dataset_entry(entry) else get_spec(embodiment_of(entry[0]))
 
     def __post_init__(self):
         if not self.datasets:

@@ -134,11 +134,6 @@ def read_physai_meta(root: str | Path, expect: EmbodimentSpec | str | None = Non
     return meta, spec
 
 
-def _hw3(feature: Mapping[str, Any]) -> tuple[int, ...]:
-    shape = tuple(feature["shape"])
-    return (shape[1], shape[2], 3) if len(shape) == 3 and shape[0] == 3 and shape[2] != 3 else shape
-
-
 def check_features(feats: Mapping[str, Any], spec: EmbodimentSpec, full: bool = True) -> None:
     """SpecMismatchError unless a dataset's LeRobot `features` hold what `spec` reads. `full`: every
     feature physai writes (its own recordings); else only cameras, state, action, and the command
@@ -146,10 +141,15 @@ def check_features(feats: Mapping[str, Any], spec: EmbodimentSpec, full: bool = 
     want_all = features_for(spec)
     keys = list(want_all) if full else [k for k in want_all if k != REWARD and (k != COMMAND or spec.command_dim)
                                         and (k != STATE or spec.proprio_dim)]
+    from physai.embodiments.from_lerobot import image_hw
+
     for key in keys:
-        want = want_all[key]
-        got = feats.get(camera_feature(feats, key[len(IMAGE_PREFIX):]) if key.startswith(IMAGE_PREFIX) else key)
-        if got is None or _hw3(got) != tuple(want["shape"]) or got["dtype"] not in (want["dtype"], "video"):
+        want, camera = want_all[key], key.startswith(IMAGE_PREFIX)
+        got = feats.get(camera_feature(feats, key[len(IMAGE_PREFIX):]) if camera else key)
+        shape = None if got is None else tuple(got["shape"])
+        if camera and shape is not None and len(shape) == 3:
+            shape = (*image_hw(key, got), 3)
+        if got is None or shape != tuple(want["shape"]) or got["dtype"] not in (want["dtype"], "video"):
             raise SpecMismatchError(spec.name, f"feature {key}", want["shape"], None if got is None else got["shape"])
 
 
@@ -160,13 +160,12 @@ def dataset_spec(root: str | Path, expect: EmbodimentSpec | str | None = None) -
     LeRobot recorded, or a physai one that LeRobot's tools rewrote): `expect` when given; else the
     registered spec its `robot_type` names, if the features match it; else the spec inferred from
     LeRobot's metadata (`physai.embodiments.from_lerobot`), named `expect` (a str) or the robot_type."""
-    from physai.embodiments.from_lerobot import read_lerobot_meta, sanitize_name, spec_from_lerobot
+    from physai.embodiments.from_lerobot import read_stats, sanitize_name, spec_from_lerobot
 
     root = Path(root)
     if (root / META_FILE).is_file():
         return read_physai_meta(root, expect)[1], True
-    info, stats = read_lerobot_meta(root)
-    read_info(root)  # checks the version
+    info = read_info(root)  # (checks the version)
     if isinstance(expect, EmbodimentSpec):
         check_features(info["features"], expect, full=False)
         return expect, False
@@ -179,5 +178,5 @@ def dataset_spec(root: str | Path, expect: EmbodimentSpec | str | None = None) -
         except SpecMismatchError:
             if expect:  # asked for this body by name: its features must fit
                 raise
-    return spec_from_lerobot(info, stats, name), False
+    return spec_from_lerobot(info, read_stats(root), name), False
 

@@ -61,8 +61,8 @@ def resolve_dataset(source: str | os.PathLike, root: str | Path = "data") -> Pat
     return local.absolute()
 
 
-def dataset_embodiment(source: str | os.PathLike, root: str | Path = "data") -> str:
-    """The body a dataset entry holds (its stored spec's name, its robot_type, or its folder's)."""
+def dataset_entry_spec(source: str | os.PathLike, root: str | Path = "data"):
+    """The `EmbodimentSpec` of a dataset entry's data (stored, registered by robot_type, or inferred)."""
     from physai.data.format import dataset_spec
 
-    return dataset_spec(resolve_dataset(source, root))[0].name
+    return dataset_spec(resolve_dataset(source, root))[0]

@@ -181,9 +181,7 @@ class DatasetWriter:
         written by a fresh writer resumed on the (committed) work copy."""
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-        self.ds = None
-        gc.collect()
-        self.ds = LeRobotDataset.resume(self.repo_id, root=self._work / "ds")
+        self.ds = LeRobotDataset.resume(self.repo_id, root=self._work / "ds")  # the old one is finalized
         self._configure_ds()
 
     def _remove_work(self) -> None:

@@ -89,14 +89,12 @@ class PhysaiEnvConfig(EnvConfig):
         return family_for_env(self.gym_id).env_kwargs(self.gym_id, self.episode_seconds)
 
     def create_envs(self, n_envs: int, use_async_envs: bool = False):
-        import physai.sim  # noqa: F401  (registers the envs)
-
+        # (this module's import of physai.sim.family registered the envs; a spawned worker imports
+        # it too, to unpickle `LeRobotObservation`)
         gym_id, kwargs = self.gym_id, self.gym_kwargs
         camera = get_spec(family_for_env(gym_id).embodiment_of(gym_id)).cameras[0].name
 
         def make_one():
-            import physai.sim  # noqa: F401  (a spawned worker registers them too)
-
             return LeRobotObservation(gym.make(gym_id, disable_env_checker=True, **kwargs), camera, gym_id)
 
         cls = gym.vector.AsyncVectorEnv if (use_async_envs and n_envs > 1) else gym.vector.SyncVectorEnv

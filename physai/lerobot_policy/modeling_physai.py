@@ -60,9 +60,8 @@ class PhysaiPolicy(PreTrainedPolicy):
     name = "physai"
 
     def __init__(self, config: PhysaiConfig, **kwargs):
-        super().__init__(config)
+        super().__init__(config)  # (sets self.config)
         config.validate_features()
-        self.config = config
         self.model = _build_model(config)
         if self.model.config.head.chunk_size != config.chunk_size:
             raise ValueError(f"physai: chunk_size {config.chunk_size} differs from the model's "

@@ -10,13 +10,12 @@ CLI: `python -m physai.sim.humanoid.measure`.
 
 from __future__ import annotations
 
+from physai.sim.humanoid.robots import CONTROL_HZ  # numpy only: importing stays cheap
+
 ENV_ID_BY_ROBOT = {"g1": "physai/g1-walk", "t1": "physai/t1-walk"}  # embodiment name -> gymnasium id
 ENV_IDS = tuple(ENV_ID_BY_ROBOT.values())  # every humanoid gymnasium id
 _ENTRY = "physai.sim.humanoid.env:HumanoidWalkEnv"
-
-
 DEFAULT_SECONDS = 20.0  # the env's default `episode_seconds`
-CONTROL_HZ = 50.0  # = physai.sim.humanoid.robots.CONTROL_HZ (a test checks it; kept literal: cheap import)
 
 
 def episode_steps(seconds: float) -> int:
