@@ -32,7 +32,8 @@ def cmd_distill(args) -> int:
     from physai.distill import DistillConfig, distill
     from physai.overrides import apply_overrides
 
-    cfg = apply_overrides(DistillConfig(student_preset=args.student_preset), args.set or [])
+    base = DistillConfig() if args.student_preset is None else DistillConfig(student_preset=args.student_preset)
+    cfg = apply_overrides(base, args.set or [])
     res = distill(args.teacher, args.out, cfg, data_root=args.data_root, log=logger("dim"))
     rows = [{"item": "teacher params", "value": f"{res['teacher_params'] / 1e6:.3f} M"},
             {"item": "student params", "value": f"{res['student_params'] / 1e6:.3f} M"},
@@ -48,8 +49,8 @@ def cmd_prune(args) -> int:
     from physai.prune import prune_checkpoint
 
     res = prune_checkpoint(args.checkpoint, args.out, args.keep, args.recipe, args.finetune_steps, args.lr,
-                           data_root=args.data_root)
-    print_table([{"item": k, "value": str(v)} for k, v in res.items()], "physai prune (trunk MLP channels)",
+                           data_root=args.data_root, keep_heads=args.keep_heads)
+    print_table([{"item": k, "value": str(v)} for k, v in res.items()], "physai prune (trunk MLP channels, attention heads)",
                 ["item", "value"])
     return 0
 
@@ -74,15 +75,16 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("distill", help="distil a teacher checkpoint into a small student (teacher actions + tokens + ground truth, on-policy rounds)")
     p.add_argument("--teacher", required=True)
-    p.add_argument("--student-preset", default="pico")
+    p.add_argument("--student-preset", help="trunk preset of the student (default: DistillConfig's)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. steps=3000, rounds=2, teacher_fraction=0.5")
     p.add_argument("--data-root", help="where the data recipe's recordings are cached")
     p.add_argument("--out", required=True)
     p.set_defaults(fn=cmd_distill)
 
-    p = sub.add_parser("prune", help="structured pruning of the trunk's MLP channels (magnitude criterion), then fine-tuning")
+    p = sub.add_parser("prune", help="structured pruning of the trunk's MLP channels and attention heads (magnitude criteria), then fine-tuning")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--keep", type=float, default=0.5, help="share of each block's MLP channels kept")
+    p.add_argument("--keep-heads", type=float, default=1.0, help="share of each block's attention heads kept")
     p.add_argument("--recipe", default="sft", help="whose data fine-tunes the pruned model")
     p.add_argument("--finetune-steps", type=int, default=300)
     p.add_argument("--lr", type=float, default=1e-4)

@@ -2,14 +2,17 @@
 
 The student has the teacher's bodies, heads, chunking, normalization (copied, so both speak the
 same units), physical-token layout (K tokens, FSQ levels) and residual actions, at a small trunk
-preset (`pico` by default: width 32, 2 blocks, 16-px patches, one-block heads, no world model).
+preset (`micro` by default: width 64, 3 blocks, 16-px patches, one-block heads, no world model;
+0.49 M parameters, 29x fewer than the `teacher` recipe's 14.5 M).
 It trains with the library's `Trainer` on a `TeacherSource`: batches of the teacher recipe's
 recordings (and, after each on-policy round, of frames the student itself visited) in which a
 `teacher_fraction` of the rows carry the teacher's action chunk instead of the recorded one (the
 rest keep the ground truth) and every row carries the teacher's quantized physical tokens, which
 `Policy.forward` matches with an MSE (`teacher_token_weight`). On-policy rounds (`rounds`): the
 student drives `episodes` episodes per body (fresh seeds, the family's recording options) and its
-frames join the pool; the teacher labels them when they are drawn.
+frames join the pool; the teacher labels them when they are drawn. As in DAgger, round r executes
+the teacher's action with probability `beta`^r per step (`MixDriver`): a student that falls at
+once would otherwise add only its first second of every episode.
 """
 
 from __future__ import annotations
@@ -30,23 +33,24 @@ from physai.validate import prepare_observation
 
 @dataclass(frozen=True)
 class DistillConfig:
-    student_preset: str = "pico"
+    student_preset: str = "micro"
     patch_size: int = 16  # the student's image patches (a 32-px patch projection alone is 98 k weights at width 32)
     head_depth: int = 1
-    steps: int = 1500
+    steps: int = 3000
     batch_size: int = 128
     lr: float = 1e-3
     teacher_fraction: float = 0.75  # rows labelled by the teacher (the rest keep the recorded action)
     token_weight: float = 0.5  # MSE of the student's physical tokens to the teacher's
-    rounds: int = 1  # on-policy rounds (student drives, teacher labels), spread over the steps
+    rounds: int = 4  # on-policy rounds (student drives, teacher labels), spread over the steps
     episodes: int = 8  # per body per round
-    onpolicy_fraction: float = 0.3  # share of a body's rows drawn from the student's own frames once there
+    beta: float = 0.5  # round r executes the teacher's action with probability beta**r per step
+    onpolicy_fraction: float = 0.5  # share of a body's rows drawn from the student's own frames once there
     data_recipe: str = "sft"  # whose recordings are the offline data
     data_set: tuple[str, ...] = ()  # `--set` overrides of that recipe (e.g. fewer episodes)
     seed: int = 500000  # on-policy roll-out seeds
 
     def __post_init__(self):
-        for k in ("teacher_fraction", "onpolicy_fraction"):
+        for k in ("teacher_fraction", "onpolicy_fraction", "beta"):
             if not 0 <= getattr(self, k) <= 1:
                 raise ConfigError(f"distill.{k} must be in [0, 1], got {getattr(self, k)!r}")
         if self.steps < 1 or self.batch_size < 1 or self.rounds < 0 or self.episodes < 1:
@@ -130,11 +134,13 @@ class TeacherSource:
         self.loader.load_state_dict(st)
 
 
-def _student_frames(student, emb: str, cfg: DistillConfig, r: int) -> dict[str, np.ndarray]:
-    """The student drives `cfg.episodes` episodes of the body's env; its observations, as a pool."""
+def _student_frames(student, teacher, emb: str, cfg: DistillConfig, r: int) -> tuple[dict[str, np.ndarray], float]:
+    """The student drives `cfg.episodes` episodes of the body's env, the teacher taking over each
+    step with probability beta**r; the observations, as a pool, and the teacher's executed share."""
     from physai.bench.world_model import env_for
     from physai.data.collect import episode_arrays
     from physai.sim.family import family_for_env
+    from physai.sim.drivers import MixDriver
     from physai.sim.rollout import Episode, PolicyDriver, run_episodes
     from physai.sim.suite import Scenario
 
@@ -144,11 +150,13 @@ def _student_frames(student, emb: str, cfg: DistillConfig, r: int) -> dict[str, 
     eps = [Episode(Scenario(env_id, cfg.seed + 1000 * r + i, rec.seconds, dict(rec.env_options()),
                             fam.random_commands(env_id, np.random.default_rng([cfg.seed + 1000 * r + i, 37]), rec.seconds)),
                    safety=True, record=True) for i in range(cfg.episodes)]
-    runs = run_episodes(PolicyDriver(student, emb), eps, slots=2, workers=fam.spawnable)
+    driver = MixDriver(PolicyDriver(student, emb), PolicyDriver(teacher, emb), cfg.beta ** r, seed=cfg.seed + r)
+    runs = run_episodes(driver, eps, slots=2, workers=fam.spawnable)
     arrs = [episode_arrays(res, student.specs[emb]) for res in runs]
-    return {"image": np.concatenate([a["image"] for a in arrs])[:, None],
-            "proprio": np.concatenate([a["proprio"] for a in arrs])[:, None],
-            "command": np.concatenate([a["command"] for a in arrs])}
+    frames = {"image": np.concatenate([a["image"] for a in arrs])[:, None],
+              "proprio": np.concatenate([a["proprio"] for a in arrs])[:, None],
+              "command": np.concatenate([a["command"] for a in arrs])}
+    return frames, driver.other_steps / max(1, driver.steps)
 
 
 def distill(teacher_dir: str | Path, out: str | Path, cfg: DistillConfig, data_root: str | None = None,
@@ -181,9 +189,10 @@ def distill(teacher_dir: str | Path, out: str | Path, cfg: DistillConfig, data_r
     for r, b in enumerate(bounds, 1):
         trainer.fit(show_progress=progress, until=b)
         for emb in student.specs:
-            frames = _student_frames(trainer.eval_policy(), emb, cfg, r)
+            frames, share = _student_frames(trainer.eval_policy(), teacher, emb, cfg, r)
             source.add_frames(emb, frames)
-            log(f"on-policy round {r}: +{len(frames['proprio'])} {emb} frames the student visited")
+            log(f"on-policy round {r}: +{len(frames['proprio'])} {emb} frames the student visited "
+                f"(teacher executed {share:.0%} of the steps)")
     res = trainer.fit(show_progress=progress)
     n_t, n_s = (sum(p.numel() for p in m.parameters()) for m in (teacher, student))
     summary = {"teacher": str(teacher_dir), "student": res["final"], "teacher_params": n_t, "student_params": n_s,

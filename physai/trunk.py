@@ -33,6 +33,9 @@ class TrunkConfig:
     # per-block MLP hidden sizes of the trunk's blocks after structured pruning (`physai prune`);
     # empty = width * mlp_ratio in every block
     mlp_hidden: tuple[int, ...] = ()
+    # per-block attention heads kept after structured pruning (`physai prune --keep-heads`), each of
+    # width // heads dimensions; empty = `heads` in every block
+    attn_heads: tuple[int, ...] = ()
 
     def __post_init__(self):
         for k in ("width", "depth", "heads"):
@@ -50,11 +53,16 @@ class TrunkConfig:
         if self.mlp_hidden and (len(self.mlp_hidden) != self.depth or any(
                 not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in self.mlp_hidden)):
             raise ConfigError(f"trunk.mlp_hidden must be empty or {self.depth} integers >= 1, got {self.mlp_hidden!r}")
+        if self.attn_heads and (len(self.attn_heads) != self.depth or any(
+                not isinstance(h, int) or isinstance(h, bool) or not 1 <= h <= self.heads for h in self.attn_heads)):
+            raise ConfigError(f"trunk.attn_heads must be empty or {self.depth} integers in [1, heads={self.heads}], "
+                              f"got {self.attn_heads!r}")
 
 
 TRUNK_PRESETS: Registry = Registry("trunk preset")
 for _name, _cfg in {
-    "pico": TrunkConfig(width=32, depth=2, heads=2),  # ~25 k, distilled students (`physai distill`)
+    "pico": TrunkConfig(width=32, depth=2, heads=2),  # ~25 k, the smallest distilled students
+    "micro": TrunkConfig(width=64, depth=3, heads=4),  # ~0.1 M, distilled students (`physai distill`)
     "nano": TrunkConfig(width=128, depth=4, heads=4),  # ~1 M, tests and CPU demos
     "tiny": TrunkConfig(width=256, depth=6, heads=4),  # ~5 M
     "small": TrunkConfig(width=384, depth=8, heads=6),  # ~14 M
@@ -65,12 +73,17 @@ for _name, _cfg in {
 
 
 class MultiHeadAttention(nn.Module):
-    def __init__(self, width: int, heads: int, dropout: float, backend: str, cross: bool = False):
+    """Multi-head attention; `head_dim` defaults to width // heads (a pruned block keeps that size
+    with fewer heads, so its inner width is heads * head_dim < width)."""
+
+    def __init__(self, width: int, heads: int, dropout: float, backend: str, cross: bool = False,
+                 head_dim: int | None = None):
         super().__init__()
         self.heads, self.backend, self.dropout = heads, backend, dropout
-        self.q = nn.Linear(width, width)
-        self.kv = nn.Linear(width, 2 * width)
-        self.proj = nn.Linear(width, width)
+        inner = heads * (head_dim or width // heads)
+        self.q = nn.Linear(width, inner)
+        self.kv = nn.Linear(width, 2 * inner)
+        self.proj = nn.Linear(inner, width)
 
     def forward(self, x: torch.Tensor, ctx: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         ctx = x if ctx is None else ctx
@@ -90,10 +103,11 @@ class Block(nn.Module):
     """Pre-norm block: x + attn(norm(x)) [+ cross-attn(norm(x), ctx)] + mlp(norm(x))."""
 
     def __init__(self, cfg: TrunkConfig, backend: str, cross: bool = False, self_attn: bool = True,
-                 mlp_hidden: int | None = None):
+                 mlp_hidden: int | None = None, attn_heads: int | None = None):
         super().__init__()
         w = cfg.width
-        self.self_attn = MultiHeadAttention(w, cfg.heads, cfg.dropout, backend) if self_attn else None
+        self.self_attn = (MultiHeadAttention(w, attn_heads or cfg.heads, cfg.dropout, backend, head_dim=w // cfg.heads)
+                          if self_attn else None)
         self.n1 = nn.LayerNorm(w) if self_attn else None
         self.cross = MultiHeadAttention(w, cfg.heads, cfg.dropout, backend) if cross else None
         self.nc = nn.LayerNorm(w) if cross else None
@@ -117,7 +131,8 @@ class Trunk(nn.Module):
         self.cfg = cfg
         self.backend = backend or default_backend()[0]
         hidden = cfg.mlp_hidden or (None,) * cfg.depth
-        self.blocks = nn.ModuleList(Block(cfg, self.backend, mlp_hidden=h) for h in hidden)
+        heads = cfg.attn_heads or (None,) * cfg.depth
+        self.blocks = nn.ModuleList(Block(cfg, self.backend, mlp_hidden=h, attn_heads=a) for h, a in zip(hidden, heads))
         self.norm = nn.LayerNorm(cfg.width)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

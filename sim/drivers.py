@@ -3,7 +3,8 @@
 `ExpertDriver` lets each slot's family expert drive; `PolicyDriver` runs one batched forward of a
 physai `Policy` (or anything with its inference interface: a `Planner`, an `ExportedPolicy`) for
 every slot that needs a plan, with an action queue per slot; `StepDriver` wraps any
-per-observation `select_action` (LeRobot baselines) one slot at a time.
+per-observation `select_action` (LeRobot baselines) one slot at a time; `MixDriver` executes a
+second driver's action with probability beta per step (DAgger's mixed roll-out policy).
 """
 
 from __future__ import annotations
@@ -111,3 +112,36 @@ class StepDriver:
             a = a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
             outs.append(np.asarray(a, dtype=np.float32))
         return outs
+
+
+class MixDriver:
+    """DAgger's mixture: both drivers see every step (their queues stay in step), and each slot
+    executes `other`'s action with probability `beta`, `main`'s otherwise. beta = 0 is `main`
+    alone. Used by distillation so a student that falls at once still visits the states after its
+    first mistakes, with the teacher catching it often enough to carry on."""
+
+    in_slot = False
+
+    def __init__(self, main, other, beta: float, seed: int = 0):
+        if not 0 <= beta <= 1:
+            raise ValueError(f"MixDriver beta must be in [0, 1], got {beta!r}")
+        if main.in_slot or other.in_slot:
+            raise ValueError("MixDriver mixes batched drivers, not in-slot experts")
+        self.main, self.other, self.beta = main, other, float(beta)
+        self.max_slots = min((m for m in (main.max_slots, other.max_slots) if m is not None), default=None)
+        self.rng = np.random.default_rng([seed, 41])
+        self.steps = self.other_steps = 0
+
+    def reset(self, slot: int) -> None:
+        self.main.reset(slot)
+        self.other.reset(slot)
+
+    def episode_stats(self, slot: int) -> dict[str, float]:
+        return getattr(self.main, "episode_stats", lambda s: {})(slot)
+
+    def act(self, obs, slots):
+        a, b = self.main.act(obs, slots), self.other.act(obs, slots)
+        pick = self.rng.random(len(slots)) < self.beta
+        self.steps += len(slots)
+        self.other_steps += int(pick.sum())
+        return [y if p else x for x, y, p in zip(a, b, pick)]

@@ -26,7 +26,7 @@ def _teacher(tmp_path=None):
 def test_student_copies_the_contract_not_the_size():
     t = _teacher()
     s = student_for(t, DistillConfig())
-    assert s.config.trunk.width == 32 and s.config.stem.patch_size == 16 and s.world_model is None
+    assert s.config.trunk.width == 64 and s.config.stem.patch_size == 16 and s.world_model is None
     assert s.config.n_readout == t.config.n_readout and s.config.fsq_levels == t.config.fsq_levels
     assert s.config.head.chunk_size == t.config.head.chunk_size and s.specs["car"] == t.specs["car"]
     assert np.array_equal(s.normalizer.stats["car"]["proprio"]["mean"], t.normalizer.stats["car"]["proprio"]["mean"])
@@ -62,7 +62,7 @@ def test_distill_end_to_end_tiny(tmp_path):
     res = distill(tmp_path / "teacher", tmp_path / "student", cfg, data_root=str(tmp_path / "data"), progress=False)
     assert res["onpolicy_frames"]["car"] > 0 and res["student_params"] > 0
     s = Policy.from_pretrained(res["student"])
-    assert s.config.trunk.width == 32 and s.world_model is None
+    assert s.config.trunk.width == 64 and s.world_model is None
     out = s.predict_action_chunk({"image": np.zeros((3, 64, 64), np.uint8), "proprio": np.zeros(6, np.float32),
                                   "command": {"lane": "keep", "speed": 20.0}}, "car")
     assert torch.isfinite(out).all()
@@ -70,3 +70,31 @@ def test_distill_end_to_end_tiny(tmp_path):
     assert saved["ratio"] == pytest.approx(res["ratio"])
     rows = [json.loads(l) for l in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
     assert any("car/distill_token_mse" in r for r in rows)
+
+
+class _Const:
+    in_slot, max_slots = False, None
+
+    def __init__(self, v):
+        self.v, self.resets = v, 0
+
+    def reset(self, slot):
+        self.resets += 1
+
+    def act(self, obs, slots):
+        return [np.full(2, self.v, np.float32) for _ in slots]
+
+
+def test_mix_driver_executes_the_other_driver_with_probability_beta():
+    from physai.sim.drivers import MixDriver
+
+    for beta, lo, hi in ((0.0, 0, 0), (1.0, 1, 1), (0.25, 0.2, 0.3)):
+        a, b = _Const(0.0), _Const(1.0)
+        d = MixDriver(a, b, beta, seed=3)
+        d.reset(0)
+        picks = [out[0] for _ in range(1000) for out in d.act([{}, {}], [0, 1])]
+        share = float(np.mean(picks))
+        assert lo <= share <= hi and d.other_steps / d.steps == pytest.approx(share)
+        assert a.resets == b.resets == 1  # both drivers follow every episode
+    with pytest.raises(ValueError, match="beta"):
+        MixDriver(_Const(0), _Const(1), 1.5)

@@ -9,7 +9,7 @@ import torch
 from physai.embodiments import get_spec
 from physai.errors import ConfigError
 from physai.policy import Policy
-from physai.prune import channel_scores, prune_mlp
+from physai.prune import channel_scores, head_scores, prune_heads, prune_mlp
 from physai.testing import SyntheticSource, make_obs, tiny_config
 from physai.trunk import TrunkConfig
 
@@ -49,3 +49,41 @@ def test_bad_pruning_settings_are_typed():
         prune_mlp(_policy(), 0.0)
     with pytest.raises(ConfigError, match="mlp_hidden"):
         TrunkConfig(width=32, depth=2, heads=2, mlp_hidden=(16,))
+
+
+def test_head_pruning_keeps_the_top_heads_and_equals_zeroing_the_others(tmp_path):
+    p = _policy()
+    o = make_obs(p.specs["car"])
+    ref = p.predict_action_chunk(o, "car")
+    prune_heads(p, 1.0)
+    assert torch.allclose(ref, p.predict_action_chunk(o, "car"), atol=1e-6)
+    attn = p.trunk.blocks[0].self_attn
+    h, d = attn.heads, attn.q.out_features // attn.heads
+    scores = head_scores(attn)
+    keep = scores.topk(h // 2).indices.sort().values
+    # by hand: the same layer with the dropped heads' output columns zeroed
+    import copy
+    masked = copy.deepcopy(attn)
+    drop = [i for i in range(h) if i not in keep.tolist()]
+    with torch.no_grad():
+        for i in drop:
+            masked.proj.weight[:, i * d:(i + 1) * d] = 0
+    x = torch.randn(3, 5, attn.q.in_features)
+    want = masked(x)
+    n0 = sum(t.numel() for t in p.parameters())
+    prune_heads(p, 0.5)
+    depth = p.config.trunk.depth
+    assert p.config.trunk.attn_heads == (h // 2,) * depth and sum(t.numel() for t in p.parameters()) < n0
+    assert p.trunk.blocks[0].self_attn.q.out_features == (h // 2) * d  # kept heads keep their size
+    assert torch.allclose(p.trunk.blocks[0].self_attn(x), want, atol=1e-5)
+    p.save_pretrained(tmp_path / "pruned")
+    back = Policy.from_pretrained(tmp_path / "pruned")
+    assert back.config.trunk.attn_heads == (h // 2,) * depth
+    assert torch.allclose(back.predict_action_chunk(o, "car"), p.predict_action_chunk(o, "car"), atol=1e-6)
+
+
+def test_bad_head_pruning_settings_are_typed():
+    with pytest.raises(ConfigError, match="keep_heads"):
+        prune_heads(_policy(), 1.5)
+    with pytest.raises(ConfigError, match="attn_heads"):
+        TrunkConfig(width=32, depth=2, heads=2, attn_heads=(1, 3))
