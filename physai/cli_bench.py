@@ -57,7 +57,7 @@ def cmd_latency(args) -> int:
     from physai.bench.latency import bench_latency
 
     res = bench_latency(args.threads, args.calls, args.chunk, args.preset, checkpoint=args.checkpoint,
-                        variants=not args.no_variants, device=args.device)
+                        variants=not args.no_variants, device=args.device, pruned=args.pruned)
     print_table(res["rows"], f"physai bench latency (select_action, re-plan every call, {args.threads} threads"
                 f"{', ' + args.checkpoint if args.checkpoint else ''})",
                 ["embodiment", "policy", "params_M", "p50_ms", "p99_ms", "mean_ms", "budget_ms", "cosine", "max_abs_diff"])
@@ -146,6 +146,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--preset", default="nano")
     p.add_argument("--checkpoint", help="time this trained checkpoint's bodies instead of an untrained preset")
     p.add_argument("--no-variants", action="store_true", help="skip the int8 / ONNX / ONNX int8 rows")
+    p.add_argument("--pruned", help="a `physai prune` output of --checkpoint: adds its eager and traced rows")
     p.add_argument("--json", default="runs/bench/latency.json")
     add_device_argument(p)
     p.set_defaults(fn=cmd_latency)

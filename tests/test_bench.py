@@ -138,3 +138,39 @@ def test_lerobot_baselines_train_and_act_in_physai_units(kind):
     m.eval()
     a = np.asarray(m.select_action(make_obs(spec)))
     assert a.shape == (2,) and (a >= spec.low - 1e-6).all() and (a <= spec.high + 1e-6).all()
+
+
+def test_bench_latency_pruned_rows_measure_what_pruning_changed(tmp_path):
+    from physai.bench import latency as L
+    from physai.embodiments import get_spec
+    from physai.errors import ConfigError
+    from physai.policy import Policy
+    from physai.prune import prune_heads, prune_mlp
+    from physai.testing import SyntheticSource, tiny_config
+
+    p = Policy.build(tiny_config(embodiments=("car",)), backend="math")
+    SyntheticSource([get_spec("car")]).fit_normalizer(p)
+    p.save_pretrained(tmp_path / "full")
+    prune_mlp(p, 1.0)
+    p.save_pretrained(tmp_path / "same")  # keep everything: the same function
+    prune_heads(prune_mlp(p, 0.25), 0.5)
+    p.save_pretrained(tmp_path / "small")
+    threads = torch.get_num_threads()
+    try:
+        same = L.bench_latency(threads=1, calls=2, checkpoint=str(tmp_path / "full"), variants=False,
+                               progress=False, pruned=str(tmp_path / "same"))
+        small = L.bench_latency(threads=1, calls=2, checkpoint=str(tmp_path / "full"), variants=False,
+                                progress=False, pruned=str(tmp_path / "small"))
+    finally:
+        torch.set_num_threads(threads)
+    for res, identical in ((same, True), (small, False)):
+        rows = {r["policy"]: r for r in res["rows"]}
+        for label in ("eager", "traced"):
+            r = rows[f"physai pruned ({label})"]
+            assert r["p50_ms"] > 0 and r["budget_ms"] == pytest.approx(200.0)
+            assert (r["max_abs_diff"] < 1e-5) == identical
+        full = next(r for k, r in rows.items() if k.endswith("(eager)") and "pruned" not in k)
+        assert rows["physai pruned (eager)"]["params_M"] <= full["params_M"]
+    assert small["rows"][-1]["params_M"] < same["rows"][-1]["params_M"]
+    with pytest.raises(ConfigError, match="--checkpoint"):
+        L.bench_latency(threads=1, calls=2, variants=False, progress=False, pruned=str(tmp_path / "small"))

@@ -5,7 +5,10 @@ rows carry p50 / p99 / mean in ms and the physai/ACT ratios. With `variants`, th
 path is timed too on the same observations: PyTorch dynamic int8, the ONNX export run by
 onnxruntime (fp32) and onnxruntime's dynamic int8 of it; each variant's row also carries its
 action agreement with eager fp32 (cosine of the chunks, max |difference| in physical units) and
-the body's control period (`budget_ms`). A measurement, asserted nowhere. A transient progress
+the body's control period (`budget_ms`). With `pruned` (a `physai prune` checkpoint of the same
+model), its eager and traced rows join the table, with their agreement against the unpruned eager
+model (pruning changes the weights, so that agreement measures what pruning cost, not a runtime's
+error). A measurement, asserted nowhere. A transient progress
 bar advances once per model timed (`progress=False` hides it).
 """
 
@@ -22,6 +25,7 @@ from physai.bench.common import _physai_policy, n_params, percentile_ms
 from physai.embodiments import get_spec
 from physai.report import console
 from physai.device import pick_device
+from physai.errors import ConfigError
 from physai.testing import make_obs
 
 VARIANT_NAMES = ("physai int8 (torch dynamic)", "physai ONNX (onnxruntime fp32)",
@@ -64,7 +68,7 @@ def _variants(pol, emb: str, obs: list[dict], calls: int, threads: int, tmp: str
 
 def bench_latency(threads: int = 2, calls: int = 100, chunk: int = 8, preset: str = "nano",
                   checkpoint: str | None = None, variants: bool = True, progress: bool = True,
-                  device=None) -> dict[str, Any]:
+                  device=None, pruned: str | None = None) -> dict[str, Any]:
     """Rows of (embodiment, policy, params_M, p50_ms, p99_ms, mean_ms[, cosine, max_abs_diff],
     budget_ms) for car and G1 (or the bodies of `checkpoint`), physai and ACT on `device`
     (`physai.device.pick_device`; the deployment variants are CPU runtimes and run only on the
@@ -79,24 +83,55 @@ def bench_latency(threads: int = 2, calls: int = 100, chunk: int = 8, preset: st
     variants = variants and dev.type == "cpu"
     rows = []
     trained = Policy.from_pretrained(checkpoint, device=dev) if checkpoint else None
-    if trained is not None:  # re-plan every call: full inference each time
-        trained.config = dataclasses.replace(trained.config, n_action_steps=1, temporal_ensemble=None)
+    if pruned and trained is None:
+        raise ConfigError("bench latency --pruned needs --checkpoint (the model it was pruned from)")
+    small = Policy.from_pretrained(pruned, device=dev) if pruned else None
+    for pol in (trained, small):
+        if pol is not None:  # re-plan every call: full inference each time
+            pol.config = dataclasses.replace(pol.config, n_action_steps=1, temporal_ensemble=None)
+    if small is not None and set(small.config.embodiments) != set(trained.config.embodiments):
+        raise ConfigError(f"bench latency --pruned drives {sorted(small.config.embodiments)}, the checkpoint "
+                          f"{sorted(trained.config.embodiments)}")
     bodies = tuple(trained.config.embodiments if trained is not None else ("car", "g1"))
     with tempfile.TemporaryDirectory(prefix="physai-latency-") as tmp, \
             Progress(console=console, transient=True, disable=not progress) as prog:  # exported files: removed after
-        task = prog.add_task("bench latency", total=len(bodies) * (3 + (len(VARIANT_NAMES) if variants else 0)))
+        task = prog.add_task("bench latency", total=len(bodies) * (3 + (len(VARIANT_NAMES) if variants else 0)
+                                                                    + (2 if small is not None else 0)))
         for emb in bodies:
             prog.update(task, description=f"bench latency {emb}")
             rows += _latency_rows(trained, emb, preset, chunk, calls, threads, variants, tmp,
-                                  done=lambda: prog.advance(task), device=dev)
+                                  done=lambda: prog.advance(task), device=dev, pruned=small)
     if trained is not None:
         chunk = trained.config.head.chunk_size
     return {"threads": threads, "device": str(dev), "calls": calls, "chunk_size": chunk, "n_action_steps": 1, "rows": rows,
-            "checkpoint": checkpoint}
+            "checkpoint": checkpoint, "pruned": pruned}
+
+
+def _pruned_rows(small, emb: str, obs: list[dict], ref: list[np.ndarray], calls: int, device,
+                 done: Callable[[], None]) -> list[dict[str, Any]]:
+    """Eager and traced rows of the pruned model, with agreement against the unpruned eager `ref`."""
+    small.eval().optimize_for_inference(False)
+    i = {"k": 0}
+
+    def nxt():
+        i["k"] += 1
+        return obs[i["k"] % len(obs)]
+
+    rows = []
+    for label, jit in (("eager", False), ("traced", True)):
+        small.optimize_for_inference(jit)
+        with torch.no_grad():
+            t = percentile_ms(lambda: small.select_action(nxt(), emb), calls, device=device)
+            agree = _agreement(ref, [small.predict_action_chunk(o, emb).cpu().numpy() for o in obs])
+        rows.append({"embodiment": emb, "policy": f"physai pruned ({label})", "params_M": n_params(small) / 1e6,
+                     **t, **agree})
+        done()
+    return rows
 
 
 def _latency_rows(trained, emb: str, preset: str, chunk: int, calls: int, threads: int, variants: bool, tmp: str,
-                  done: Callable[[], None] = lambda: None, device=torch.device("cpu")) -> list[dict[str, Any]]:
+                  done: Callable[[], None] = lambda: None, device=torch.device("cpu"),
+                  pruned=None) -> list[dict[str, Any]]:
     """The rows of one body (see `bench_latency`); `done()` after each model is timed."""
     rows: list[dict[str, Any]] = []
     spec = trained.specs[emb] if trained is not None else get_spec(emb)
@@ -127,6 +162,11 @@ def _latency_rows(trained, emb: str, preset: str, chunk: int, calls: int, thread
     rows.append({"embodiment": emb, "policy": "lerobot ACT", "params_M": n_params(act) / 1e6, **a})
     rows.append({"embodiment": emb, "policy": "ratio physai/ACT", "params_M": float("nan"),
                  "p50_ms": p["p50_ms"] / a["p50_ms"], "p99_ms": p["p99_ms"] / a["p99_ms"], "mean_ms": p["mean_ms"] / a["mean_ms"]})
+    if pruned is not None:
+        pol.optimize_for_inference(False)
+        with torch.inference_mode():
+            ref = [pol.predict_action_chunk(o, emb).cpu().numpy() for o in obs]
+        rows += _pruned_rows(pruned, emb, obs, ref, calls, device, done)
     if variants:
         pol.optimize_for_inference(False)
         var = _variants(pol, emb, obs, calls, threads, tmp, done)
