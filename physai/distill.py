@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 from physai.errors import ConfigError
-from physai.validate import prepare_observation
 
 
 @dataclass(frozen=True)
@@ -92,13 +91,14 @@ class TeacherSource:
         self.pool[emb] = frames if cur is None else {k: np.concatenate([cur[k], frames[k]]) for k in cur}
 
     @torch.no_grad()
-    def _label(self, emb: str, b: dict) -> dict:
+    def _label(self, emb: str, b: dict, own: int = 0) -> dict:
+        """Teacher chunks and tokens for every row of `b`; the last `own` rows (the student's own
+        frames, which have no recorded action) always take the teacher's chunk."""
         obs = {k: b[k] for k in ("image", "proprio", "command")}
-        chunk = self.teacher.predict_action_chunk(obs, emb)  # [B, H, A] physical units
-        o, _ = prepare_observation(obs, self.teacher.specs[emb], self.teacher.device, self.teacher.config.stem.n_obs_steps)
-        q = self.teacher.encode(self.teacher._norm_obs(o, emb), emb)["quantized"]
+        chunk, q = self.teacher.chunk_and_tokens(obs, emb)  # [B, H, A] physical units, [B, K, D]
         B = chunk.shape[0]
         use = torch.as_tensor(self.rng.random(B) < self.cfg.teacher_fraction)
+        use[B - own:] = True
         action = torch.as_tensor(b["action"]) if "action" in b else chunk
         out = {**b, "action": torch.where(use[:, None, None], chunk, action), "teacher_quantized": q,
                "teacher_token_weight": self.cfg.token_weight}
@@ -113,16 +113,15 @@ class TeacherSource:
             pool = self.pool.get(emb)
             n = len(b["proprio"])
             k = int(round(self.cfg.onpolicy_fraction * n)) if pool is not None else 0
-            if k:  # the student's own states, teacher-labelled only
+            if k:  # the student's own states, teacher-labelled only, in place of the batch's last k rows
                 idx = self.rng.integers(0, len(pool["proprio"]), k)
-                b = {key: torch.as_tensor(b[key][: n - k]) for key in ("image", "proprio", "command", "action", "action_is_pad")}
-                own = self._label(emb, {key: pool[key][idx] for key in ("image", "proprio", "command")})
-                lab = self._label(emb, b)
-                out[emb] = {"embodiment": emb, "teacher_token_weight": self.cfg.token_weight,
-                            **{key: torch.cat([torch.as_tensor(lab[key]), torch.as_tensor(own[key])])
-                               for key in ("image", "proprio", "command", "action", "teacher_quantized")},
-                            "action_is_pad": torch.cat([torch.as_tensor(lab["action_is_pad"]),
-                                                        torch.zeros(k, lab["action_is_pad"].shape[1], dtype=torch.bool)])}
+                mixed = {key: torch.cat([torch.as_tensor(b[key][: n - k]), torch.as_tensor(pool[key][idx])])
+                         for key in ("image", "proprio", "command")}
+                act = torch.as_tensor(b["action"])
+                mixed["action"] = torch.cat([act[: n - k], torch.zeros_like(act[:k])])
+                pad = torch.as_tensor(b["action_is_pad"]) if "action_is_pad" in b else torch.zeros(act.shape[:2], dtype=torch.bool)
+                mixed["action_is_pad"] = torch.cat([pad[: n - k], torch.zeros_like(pad[:k])])
+                out[emb] = {"embodiment": emb, **self._label(emb, mixed, own=k)}
             else:
                 out[emb] = self._label(emb, b)
         return out

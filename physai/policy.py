@@ -304,6 +304,23 @@ class Policy(nn.Module):
         return chunk if batched else chunk[0]
 
     @torch.no_grad()
+    def chunk_and_tokens(self, obs: Mapping[str, Any], embodiment: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batched obs -> (bounded chunk [B, H, A] in physical units, quantized physical tokens
+        [B, K, D]) from one eager encode: a teacher's labels for distillation."""
+        spec = self._spec(embodiment)
+        o, _ = prepare_observation(obs, spec, self.device, self.config.stem.n_obs_steps)
+        was_training = self.training
+        self.eval()
+        try:
+            enc = self.encode(self._norm_obs(o, embodiment), embodiment)
+            norm = self.heads[embodiment].sample_actions(enc)
+        finally:
+            if was_training:
+                self.train(True)
+        chunk = bound_actions(self._from_output(norm.float(), o, embodiment), spec, substitute=False)
+        return self._substitutions(embodiment)(chunk, spec), enc["quantized"]
+
+    @torch.no_grad()
     def physical_tokens(self, obs: Mapping[str, Any], embodiment: str) -> torch.Tensor:
         """Integer physical-language codes [B, K] (or [K] unbatched)."""
         spec = self._spec(embodiment)

@@ -98,3 +98,19 @@ def test_mix_driver_executes_the_other_driver_with_probability_beta():
         assert a.resets == b.resets == 1  # both drivers follow every episode
     with pytest.raises(ValueError, match="beta"):
         MixDriver(_Const(0), _Const(1), 1.5)
+
+
+def test_the_students_own_frames_always_carry_teacher_labels():
+    t = _teacher()
+    src = SyntheticSource([get_spec("car")], batch_size=16, chunk_size=t.config.head.chunk_size)
+    gt = src.sample()["car"]
+    src.i = 0
+    ts = TeacherSource(src, t, DistillConfig(teacher_fraction=0.0, onpolicy_fraction=0.25))
+    ts.add_frames("car", {k: np.asarray(gt[k])[:5] for k in ("image", "proprio", "command")})
+    b = ts.sample()["car"]
+    with torch.no_grad():
+        want = t.predict_action_chunk({k: b[k] for k in ("image", "proprio", "command")}, "car")
+    assert b["action"].shape[0] == 16
+    assert torch.equal(b["action"][:12], torch.as_tensor(gt["action"])[:12])  # recorded rows: ground truth
+    assert torch.allclose(b["action"][12:], want[12:])  # the student's 4 own rows: the teacher's chunk
+    assert not b["action_is_pad"][12:].any()
