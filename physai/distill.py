@@ -44,7 +44,9 @@ class DistillConfig:
     episodes: int = 8  # per body per round
     beta: float = 0.5  # round r executes the teacher's action with probability beta**r per step
     onpolicy_fraction: float = 0.5  # share of a body's rows drawn from the student's own frames once there
-    data_recipe: str = "sft"  # whose recordings are the offline data
+    # whose recordings are the offline data; empty = the recipe the teacher was trained with (its
+    # model card says), or `sft` when the card does not say
+    data_recipe: str = ""
     data_set: tuple[str, ...] = ()  # `--set` overrides of that recipe (e.g. fewer episodes)
     seed: int = 500000  # on-policy roll-out seeds
 
@@ -158,6 +160,15 @@ def _student_frames(student, teacher, emb: str, cfg: DistillConfig, r: int) -> t
     return frames, driver.other_steps / max(1, driver.steps)
 
 
+def data_recipe_for(teacher_dir: str | Path, cfg: DistillConfig) -> str:
+    """The recipe whose recordings distil `teacher_dir`: `cfg.data_recipe`, else the data the
+    teacher's model card says it was trained on (a distilled teacher's own data recipe), else `sft`."""
+    from physai.card import read_card
+
+    training = (read_card(teacher_dir) or {}).get("training") or {}
+    return cfg.data_recipe or training.get("data_recipe") or training.get("recipe") or "sft"
+
+
 def distill(teacher_dir: str | Path, out: str | Path, cfg: DistillConfig, data_root: str | None = None,
             log: Callable[[str], None] = lambda m: None, progress: bool = True) -> dict[str, Any]:
     from physai.overrides import apply_overrides
@@ -168,7 +179,8 @@ def distill(teacher_dir: str | Path, out: str | Path, cfg: DistillConfig, data_r
 
     out = Path(out)
     teacher = Policy.from_pretrained(teacher_dir).eval()
-    recipe = get_recipe(cfg.data_recipe)()
+    data_recipe = data_recipe_for(teacher_dir, cfg)
+    recipe = get_recipe(data_recipe)()
     recipe = apply_overrides(recipe, [*cfg.data_set, *([f"data.root={data_root}"] if data_root else [])])
     recipe = dataclasses.replace(recipe, policy=teacher.config,
                                  train=dataclasses.replace(recipe.train, batch_size=cfg.batch_size))
@@ -176,13 +188,14 @@ def distill(teacher_dir: str | Path, out: str | Path, cfg: DistillConfig, data_r
     loader = _make_loader(recipe, base, [], {})
     missing = set(teacher.specs) - set(loader.specs)
     if missing:
-        raise ConfigError(f"distill: the data recipe '{cfg.data_recipe}' has no recordings of {sorted(missing)}")
+        raise ConfigError(f"distill: the data recipe '{data_recipe}' has no recordings of {sorted(missing)}")
     torch.manual_seed(0)
     student = student_for(teacher, cfg)
     source = TeacherSource(loader, teacher, cfg)
     tcfg = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=min(100, cfg.steps // 10),
                        ckpt_every=max(1, cfg.steps // 4))
-    trainer = Trainer(student, source, tcfg, out)
+    trainer = Trainer(student, source, tcfg, out,
+                      card={"recipe": "distill", "data_recipe": data_recipe, "init_from": str(teacher_dir)})
     t0 = time.perf_counter()
     bounds = [cfg.steps * (r + 1) // (cfg.rounds + 1) for r in range(cfg.rounds)]
     for r, b in enumerate(bounds, 1):
@@ -196,7 +209,7 @@ def distill(teacher_dir: str | Path, out: str | Path, cfg: DistillConfig, data_r
     n_t, n_s = (sum(p.numel() for p in m.parameters()) for m in (teacher, student))
     summary = {"teacher": str(teacher_dir), "student": res["final"], "teacher_params": n_t, "student_params": n_s,
                "ratio": n_t / n_s, "steps": cfg.steps, "seconds": time.perf_counter() - t0,
-               "samples_per_s": res["samples_per_s"], "config": dataclasses.asdict(cfg),
+               "samples_per_s": res["samples_per_s"], "config": dataclasses.asdict(cfg), "data_recipe": data_recipe,
                "onpolicy_frames": {e: int(len(p["proprio"])) for e, p in source.pool.items()}}
     (out / "distill.json").write_text(json.dumps(summary, indent=1))
     return summary

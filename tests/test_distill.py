@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from physai.distill import DistillConfig, TeacherSource, distill, student_for
+from physai.distill import DistillConfig, TeacherSource, data_recipe_for, distill, student_for
 from physai.embodiments import get_spec
 from physai.errors import ConfigError
 from physai.policy import Policy
@@ -67,6 +67,10 @@ def test_distill_end_to_end_tiny(tmp_path):
                                   "command": {"lane": "keep", "speed": 20.0}}, "car")
     assert torch.isfinite(out).all()
     saved = json.loads((tmp_path / "student" / "distill.json").read_text())
+    # the student's card names its data, so distilling it again finds the same recordings
+    assert data_recipe_for(res["student"], DistillConfig()) == "car_only"
+    assert data_recipe_for(res["student"], DistillConfig(data_recipe="sft")) == "sft"
+    assert data_recipe_for(tmp_path / "teacher", DistillConfig()) == "sft"  # saved outside `physai train`
     assert saved["ratio"] == pytest.approx(res["ratio"])
     rows = [json.loads(l) for l in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
     assert any("car/distill_token_mse" in r for r in rows)
