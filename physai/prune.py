@@ -60,25 +60,31 @@ def _linear(rows_of: nn.Linear, rows: torch.Tensor | None, cols: torch.Tensor | 
     return out
 
 
+def _top(scores: torch.Tensor, keep: float, name: str) -> torch.Tensor:
+    """Sorted indices of the top `keep` share of `scores` (at least one); `keep` checked as `name`."""
+    if not 0 < keep <= 1:
+        raise ConfigError(f"prune {name} must be in (0, 1], got {keep!r}")
+    k = max(1, math.ceil(keep * len(scores)))
+    return scores.topk(k).indices.sort().values
+
+
 @torch.no_grad()
 def prune_heads(policy, keep: float):
     """Prune every trunk block's self-attention to `keep` of its heads, in place; returns the policy."""
-    if not 0 < keep <= 1:
-        raise ConfigError(f"prune keep_heads must be in (0, 1], got {keep!r}")
+    _top(torch.zeros(1), keep, "keep_heads")  # a bad share is refused before any block changes
     kept = []
     for blk in policy.trunk.blocks:
         attn = blk.self_attn
         h = attn.heads
         d = attn.q.out_features // h
-        k = max(1, math.ceil(keep * h))
-        top = head_scores(attn).topk(k).indices.sort().values
+        top = _top(head_scores(attn), keep, "keep_heads")
         dims = (top[:, None] * d + torch.arange(d, device=top.device)).flatten()  # kept channels of q / k / v
         inner = h * d
         attn.q = _linear(attn.q, dims, None)
         attn.kv = _linear(attn.kv, torch.cat([dims, inner + dims]), None)
         attn.proj = _linear(attn.proj, None, dims)
-        attn.heads = int(k)
-        kept.append(int(k))
+        attn.heads = kept_heads = len(top)
+        kept.append(kept_heads)
     _set_trunk(policy, attn_heads=tuple(kept))
     return policy
 
@@ -86,16 +92,13 @@ def prune_heads(policy, keep: float):
 @torch.no_grad()
 def prune_mlp(policy, keep: float):
     """Prune every trunk block's MLP to `keep` of its channels, in place; returns the policy."""
-    if not 0 < keep <= 1:
-        raise ConfigError(f"prune keep must be in (0, 1], got {keep!r}")
+    _top(torch.zeros(1), keep, "keep")  # a bad share is refused before any block changes
     sizes = []
     for blk in policy.trunk.blocks:
         mlp = blk.mlp
-        h = mlp[0].out_features
-        k = max(1, math.ceil(keep * h))
-        idx = channel_scores(mlp).topk(k).indices.sort().values
+        idx = _top(channel_scores(mlp), keep, "keep")
         mlp[0], mlp[3] = _linear(mlp[0], idx, None), _linear(mlp[3], None, idx)
-        sizes.append(int(k))
+        sizes.append(len(idx))
     _set_trunk(policy, mlp_hidden=tuple(sizes))
     return policy
 

@@ -38,6 +38,17 @@ def _agreement(ref: list[np.ndarray], out: list[np.ndarray]) -> dict[str, float]
     return {"cosine": float(cos.min()), "max_abs_diff": float(np.abs(a - b).max())}
 
 
+def _cycle(obs: list[dict]) -> Callable[[], dict]:
+    """A function returning the next of `obs` on each call, round and round."""
+    i = {"k": 0}
+
+    def nxt() -> dict:
+        i["k"] += 1
+        return obs[i["k"] % len(obs)]
+
+    return nxt
+
+
 def _variants(pol, emb: str, obs: list[dict], calls: int, threads: int, tmp: str,
               done: Callable[[], None] = lambda: None) -> list[dict[str, Any]]:
     """Rows for int8 / ONNX / ONNX int8 of `pol` on `obs`, with agreement against eager fp32;
@@ -52,14 +63,9 @@ def _variants(pol, emb: str, obs: list[dict], calls: int, threads: int, tmp: str
                                     onnx8.runtime.predict_action_chunk)))
     rows = []
     for name, fn in runs.items():
-        i = {"k": 0}
-
-        def call(fn=fn):
-            i["k"] += 1
-            return fn(obs[i["k"] % len(obs)])
-
+        nxt = _cycle(obs)
         with torch.inference_mode():
-            t = percentile_ms(call, calls)
+            t = percentile_ms(lambda fn=fn: fn(nxt()), calls)
             agree = _agreement(ref, [fn(o) for o in obs])
         rows.append({"embodiment": emb, "policy": name, "params_M": n_params(pol) / 1e6, **t, **agree})
         done()
@@ -110,13 +116,8 @@ def bench_latency(threads: int = 2, calls: int = 100, chunk: int = 8, preset: st
 def _pruned_rows(small, emb: str, obs: list[dict], ref: list[np.ndarray], calls: int, device,
                  done: Callable[[], None]) -> list[dict[str, Any]]:
     """Eager and traced rows of the pruned model, with agreement against the unpruned eager `ref`."""
-    small.eval().optimize_for_inference(False)
-    i = {"k": 0}
-
-    def nxt():
-        i["k"] += 1
-        return obs[i["k"] % len(obs)]
-
+    small.eval()
+    nxt = _cycle(obs)
     rows = []
     for label, jit in (("eager", False), ("traced", True)):
         small.optimize_for_inference(jit)
@@ -141,11 +142,7 @@ def _latency_rows(trained, emb: str, preset: str, chunk: int, calls: int, thread
     pol.optimize_for_inference(False)
     chunk = pol.config.head.chunk_size
     act = LeRobotBaseline("act", spec, chunk_size=chunk, n_action_steps=1).eval().to(device)  # ACT defaults otherwise
-    i = {"k": 0}
-
-    def nxt():
-        i["k"] += 1
-        return obs[i["k"] % len(obs)]
+    nxt = _cycle(obs)
 
     name = pol.config.preset if trained is not None else preset
     with torch.inference_mode():
