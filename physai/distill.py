@@ -2,8 +2,9 @@
 
 The student has the teacher's bodies, heads, chunking, normalization (copied, so both speak the
 same units), physical-token layout (K tokens, FSQ levels) and residual actions, at a small trunk
-preset (`micro` by default: width 64, 3 blocks, 16-px patches, one-block heads, no world model;
-0.49 M parameters, 29x fewer than the `teacher` recipe's 14.5 M).
+preset (`micro` by default: width 64, 3 blocks, 16-px patches, one-block heads, no world model,
+the teacher's reflex MLPs as its heads' starting point; 0.70 M parameters, 20.6x fewer than the
+`teacher` recipe's 14.5 M).
 It trains with the library's `Trainer` on a `TeacherSource`: batches of the teacher recipe's
 recordings (and, after each on-policy round, of frames the student itself visited) in which a
 `teacher_fraction` of the rows carry the teacher's action chunk instead of the recorded one (the
@@ -35,6 +36,10 @@ class DistillConfig:
     student_preset: str = "micro"
     patch_size: int = 16  # the student's image patches (a 32-px patch projection alone is 98 k weights at width 32)
     head_depth: int = 1
+    # hidden width of the l1 heads' proprio+command MLP (balance, lane keeping); None = the
+    # teacher's (256 by default, which a 20x smaller student still affords)
+    reflex_hidden: int | None = None
+    inherit_reflex: bool = True  # start the student's reflex MLPs from the teacher's where the shapes match
     steps: int = 3000
     batch_size: int = 128
     lr: float = 1e-3
@@ -54,12 +59,16 @@ class DistillConfig:
         for k in ("teacher_fraction", "onpolicy_fraction", "beta"):
             if not 0 <= getattr(self, k) <= 1:
                 raise ConfigError(f"distill.{k} must be in [0, 1], got {getattr(self, k)!r}")
+        if self.reflex_hidden is not None and self.reflex_hidden < 0:
+            raise ConfigError(f"distill.reflex_hidden must be None or >= 0, got {self.reflex_hidden!r}")
         if self.steps < 1 or self.batch_size < 1 or self.rounds < 0 or self.episodes < 1:
             raise ConfigError("distill.steps, batch_size, episodes must be >= 1 and rounds >= 0")
 
 
 def student_for(teacher, cfg: DistillConfig):
-    """A fresh student with the teacher's bodies, heads, tokens and normalization."""
+    """A fresh student with the teacher's bodies, heads, tokens and normalization; its heads'
+    reflex MLPs (which read normalized proprio + command, not the trunk) start as the teacher's
+    when `cfg.inherit_reflex` and the widths match."""
     from physai.config import policy_config
     from physai.heads.base import HeadConfig
     from physai.normalization import Normalizer
@@ -72,12 +81,21 @@ def student_for(teacher, cfg: DistillConfig):
                       readout=t.readout, head_reads_trunk=t.head_reads_trunk, n_action_steps=t.n_action_steps,
                       temporal_ensemble=t.temporal_ensemble, world_model=False,
                       head=dataclasses.replace(HeadConfig(), chunk_size=t.head.chunk_size, depth=cfg.head_depth, heads=2,
-                                               reflex_hidden=32, tokenizer=t.head.tokenizer, n_bins=t.head.n_bins),
+                                               reflex_hidden=t.head.reflex_hidden if cfg.reflex_hidden is None else cfg.reflex_hidden,
+                                               tokenizer=t.head.tokenizer, n_bins=t.head.n_bins),
                       stem=dataclasses.replace(StemConfig(), patch_size=cfg.patch_size, state_token=t.stem.state_token,
                                                n_obs_steps=t.stem.n_obs_steps))
     norm = Normalizer(stats={e: {k: dict(v) for k, v in ks.items()} for e, ks in teacher.normalizer.stats.items()},
                       modes=dict(teacher.normalizer.modes))
-    return Policy.build(c, specs=teacher.specs, normalizer=norm)
+    student = Policy.build(c, specs=teacher.specs, normalizer=norm)
+    if cfg.inherit_reflex:
+        for e, h in student.heads.items():
+            src = getattr(teacher.heads[e], "reflex", None)
+            dst = getattr(h, "reflex", None)
+            if src is not None and dst is not None and all(
+                    a.shape == b.shape for a, b in zip(src.state_dict().values(), dst.state_dict().values())):
+                dst.load_state_dict(src.state_dict())
+    return student
 
 
 class TeacherSource:

@@ -32,6 +32,21 @@ def test_student_copies_the_contract_not_the_size():
     assert np.array_equal(s.normalizer.stats["car"]["proprio"]["mean"], t.normalizer.stats["car"]["proprio"]["mean"])
 
 
+def test_student_inherits_the_teachers_reflex_when_the_widths_match():
+    t = _teacher()
+    src = t.heads["car"].reflex.state_dict()
+    s = student_for(t, DistillConfig())  # reflex width: the teacher's
+    assert s.config.head.reflex_hidden == t.config.head.reflex_hidden
+    assert all(torch.equal(src[k], v) for k, v in s.heads["car"].reflex.state_dict().items())
+    fresh = student_for(t, DistillConfig(inherit_reflex=False))
+    assert not torch.equal(fresh.heads["car"].reflex[0].weight, src["0.weight"])
+    narrow = student_for(t, DistillConfig(reflex_hidden=8))  # other shape: trained from scratch
+    assert narrow.heads["car"].reflex[0].weight.shape[0] == 8
+    assert student_for(t, DistillConfig(reflex_hidden=0)).heads["car"].reflex is None
+    with pytest.raises(ConfigError, match="reflex_hidden"):
+        DistillConfig(reflex_hidden=-1)
+
+
 def test_teacher_source_relabels_and_carries_tokens():
     t = _teacher()
     src = SyntheticSource([get_spec("car")], batch_size=16, chunk_size=t.config.head.chunk_size)
