@@ -34,6 +34,9 @@ def car() -> EmbodimentSpec:
         command=(
             CommandField("lane", "discrete", choices=("keep", "left", "right"), default="keep"),
             CommandField("speed", "continuous", low=0.0, high=40.0, unit="m/s", default=25.0),
+            # metres left to a requested stop point ("stop within D m", counting down as the car
+            # drives); the high bound means no stop requested, as a navigation display saturates
+            CommandField("stop", "continuous", low=0.0, high=300.0, unit="m", default=300.0),
         ),
         default_head="l1",
         description="2-DoF car: longitudinal acceleration and front-wheel steering",

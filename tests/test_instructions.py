@@ -158,6 +158,51 @@ def test_lane_and_speed_in_one_command_give_two_records():
     assert [(r["kind"], r["at"], r["success"]) for r in recs] == [("lane_left", 3.0, True), ("speed_down", 3.0, True)]
 
 
+def stopping(at, v0=25.0, decel=1.5, ease=0.0):
+    """Speed/progress of a car braking at `decel` from `at` to a standstill (starting after `ease` s)."""
+    def speed(t):
+        return v0 if t <= at + ease else max(0.0, v0 - decel * (t - at - ease))
+
+    def progress(t):
+        if t <= at + ease:
+            return v0 * t
+        dt = min(t - at - ease, v0 / decel)
+        return v0 * (at + ease) + v0 * dt - 0.5 * decel * dt * dt
+    return speed, progress
+
+
+def test_stop_within_the_distance_succeeds_and_overshooting_fails():
+    speed, progress = stopping(3.0)  # 25 m/s at 1.5 m/s^2: 208 m, standstill 16.7 s later
+    trace = car_trace(speed=speed, progress=progress)
+    r = one(score_car(((3.0, {"stop": 215.0}),), trace, 30), "stop")
+    assert r["success"] is True and r["stop_m"] == pytest.approx(208.3, abs=6.0) and r["max_decel"] < 1.6
+    assert r["time_s"] == pytest.approx(16.7, abs=0.5)
+    assert one(score_car(((3.0, {"stop": 190.0}),), trace, 30), "stop")["success"] is False  # 208 > 190 + 2.5
+
+
+def test_stop_harsh_braking_or_rolling_on_fails():
+    speed, progress = stopping(3.0, decel=4.8, ease=6.0)  # late and hard: 4.8 m/s^2 > the comfort bound
+    r = one(score_car(((3.0, {"stop": 230.0}),), car_trace(speed=speed, progress=progress), 30), "stop")
+    assert r["success"] is False and r["max_decel"] == pytest.approx(4.8, abs=0.1)
+    s0, p0 = stopping(3.0)
+    creep = lambda t: s0(t) if t < 22 else 3.0  # noqa: E731  (stopped, then rolls on)
+    r = one(score_car(((3.0, {"stop": 215.0}),), car_trace(speed=creep, progress=p0), 30), "stop")
+    assert r["success"] is False and r["stop_m"] is not None  # reached a standstill but did not hold it
+
+
+def test_stop_not_scored_when_infeasible_or_short_and_go_is_not_an_instruction():
+    speed, progress = stopping(3.0)
+    trace = car_trace(speed=speed, progress=progress)
+    assert one(score_car(((3.0, {"stop": 40.0}),), trace, 30), "stop")["success"] is None  # 25 m/s cannot stop in 40 m
+    short = score_car(((3.0, {"stop": 215.0}), (10.0, {"stop": 300.0})), trace, 30)
+    assert one(short, "stop")["success"] is None and len(short) == 1  # 7 s is too short; "go" gives no record
+    # a speed command under a requested stop is not scored; a stop ends a speed segment
+    recs = score_car(((3.0, {"stop": 215.0}), (5.0, {"speed": 20.0})), trace, 30)
+    assert one(recs, "speed_down")["success"] is None
+    crash = car_trace(speed=speed, progress=progress, collision_at=10.0)
+    assert one(score_car(((3.0, {"stop": 215.0}),), crash, 30), "stop")["success"] is False
+
+
 def test_an_episode_that_ends_without_a_crash_leaves_later_instructions_unscored():
     """The end of the merge road ends an episode early with no crash: not a failure."""
     recs = score_car(((3.0, {"speed": 25.0}), (20.0, {"lane": "left"})), car_trace(seconds=18.8), 30)

@@ -176,7 +176,7 @@ def test_shipped_suites_load_and_use_held_out_seeds():
     all_seeds = []
     for name in names:
         scs = load_suite(name)
-        assert 1 <= len(scs) <= 12
+        assert 1 <= len(scs) <= 16
         for sc in scs:
             assert sc.env in known and sc.seed >= 5000 and "held out" in sc.name
             assert sc.seconds is not None and sc.seconds <= 30 and sc.commands
@@ -192,6 +192,7 @@ def test_shipped_suites_cover_the_instruction_kinds():
     assert {"stand", "forward", "backward", "strafe", "turn", "walk_turn"} <= g1
     car = [c for sc in load_suite("car-instructions") for _, c in sc.commands]
     assert {c.get("lane") for c in car} >= {"left", "right"} and any("speed" in c for c in car)
+    assert any(c.get("stop", 300) < 300 for c in car)  # "stop within D m"
     densities = [sc.options.get("vehicles_density", 1) for sc in load_suite("car-dense")]
     assert min(densities) >= 2
 

@@ -208,7 +208,7 @@ def test_config_and_command_options():
     obs, _ = env.reset(seed=0, options={"config": {"initial_lane_id": 0}, "command": {"lane": "right", "speed": 12.0}})
     assert obs["command"]["lane"] == 2 and obs["command"]["speed"][0] == 12.0
     env.set_command({"speed": 30.0})  # partial update keeps the lane request
-    assert env.command == {"lane": "right", "speed": 30.0}
+    assert env.command == {"lane": "right", "speed": 30.0, "stop": 300.0}
     with pytest.raises(ConfigError):
         env.reset(options={"config": {"vehicle_density": 2}})  # typo
     with pytest.raises(ConfigError):
@@ -244,7 +244,7 @@ def test_lane_request_for_missing_lane_is_refused():
     obs, _ = env.reset(seed=0, options={"config": {"initial_lane_id": 0, "vehicles_count": 3}})
     assert env.sim.vehicle.lane_index[2] == 0
     env.set_command({"lane": "left", "speed": 20.0})
-    assert env.command == {"lane": "keep", "speed": 20.0} and env.lane_target is None
+    assert env.command == {"lane": "keep", "speed": 20.0, "stop": 300.0} and env.lane_target is None
     env.set_command({"lane": "right"})  # lane 1 exists: accepted
     assert env.command["lane"] == "right" and env.lane_target == 1
     pending = CarEnv("highway", image_size=16, lane_command_autoclear=False)
@@ -263,6 +263,38 @@ def test_expert_speed_target():
         for _ in range(50):
             *_, info = env.step(expert.act(env))
         assert info["speed"] == pytest.approx(target, abs=1.0)
+
+
+def test_expert_stops_within_the_requested_distance_comfortably_and_stays_stopped():
+    from physai.sim.car import STOP_NONE_M
+    from physai.sim.car.family import CarFamily
+    from physai.sim.car.instructions import score_instructions
+
+    env = CarEnv("highway", image_size=16, episode_seconds=30)
+    expert, fam = CarExpert(), CarFamily()
+    obs, info = env.reset(seed=0, options={"config": {"vehicles_count": 1}})
+    assert obs["command"]["stop"][0] == STOP_NONE_M and env.stop_remaining() is None
+    trace, start = [], None
+    for i in range(150):
+        if i == 10:
+            env.set_command({"stop": 140.0})
+            start, v0 = info["progress_m"], info["speed"]
+        obs, _, term, trunc, info = env.step(expert.act(env))
+        trace.append(fam.trace_step(info))
+        if i >= 10:  # the observation counts the metres left down, along the road
+            assert obs["command"]["stop"][0] == pytest.approx(max(0.0, 140.0 - (info["progress_m"] - start)), abs=1e-3)
+            assert info["blocked"]  # a requested standstill is not a stall
+    assert v0 > 15 and info["speed"] < 0.5 and info["progress_m"] - start <= 140.0
+    acc = np.diff([e["speed"] for e in trace]) / 0.2
+    assert -acc.min() <= 4.0 and np.abs(np.diff(acc)).max() / 0.2 < 6.0  # comfortable: no hard brake
+    (rec,) = score_instructions(((10 * 0.2, {"stop": 140.0}),), [{**e, "t": e["t"]} for e in trace], 30)
+    assert rec["kind"] == "stop" and rec["success"] is True and rec["stop_m"] <= 140.0
+    env.set_command({"stop": STOP_NONE_M})  # go again
+    for _ in range(40):
+        *_, info = env.step(expert.act(env))
+    assert env.stop_remaining() is None and info["speed"] > 10
+    with pytest.raises(ObservationError, match="stop"):
+        env.set_command({"stop": -5.0})
 
 
 def test_expert_no_collision_short_highway_episodes():

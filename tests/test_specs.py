@@ -43,10 +43,12 @@ def test_humanoid_limits_read_from_mjcf(name, robot, n):
 
 def test_command_encoding():
     s = get_spec("car")
-    v = s.encode_command({"lane": "left", "speed": 20.0})
-    assert v.tolist() == [0.0, 1.0, 0.0, 0.0]
-    assert s.decode_command(v) == {"lane": "left", "speed": 20.0}
-    assert s.encode_command({"lane": 2, "speed": np.array([40.0], np.float32)}).tolist() == [0, 0, 1, 1]
+    v = s.encode_command({"lane": "left", "speed": 20.0})  # no stop requested: its 300 m default
+    assert v.tolist() == [0.0, 1.0, 0.0, 0.0, 1.0]
+    assert s.decode_command(v) == {"lane": "left", "speed": 20.0, "stop": 300.0}
+    assert s.encode_command({"lane": 2, "speed": np.array([40.0], np.float32), "stop": 150.0}).tolist() == [0, 0, 1, 1, 0]
+    with pytest.raises(ObservationError, match="command.stop"):
+        s.encode_command({"stop": 301.0})
     with pytest.raises(ObservationError, match="command.lane"):
         s.encode_command({"lane": "up"})
     with pytest.raises(ObservationError, match="command.speed"):

@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import math
 
+from physai.embodiments import get_spec
+
+# the `stop` command meaning "no stop requested": the car spec's upper bound for it (metres)
+STOP_NONE_M: float = float(next(f.high for f in get_spec("car").command if f.name == "stop"))
+
 # kept literal so that importing this package stays cheap (no highway-env import); a test checks it
 # against `scenarios.SCENARIOS`
 ENV_IDS: tuple[str, ...] = (

@@ -8,15 +8,17 @@ world x is forward along the road and y points to the right, so positive `steer`
 (towards higher lane ids), positive `heading` points right of the lane direction and positive
 `lateral_offset` is right of the lane centre; `lane_index` counts from the leftmost lane (0).
 Observations: `image` (ego-centred top-down render, uint8 [H, W, 3]), `proprio` (the spec's 6
-floats) and `command` ({"lane": 0|1|2 for keep|left|right, "speed": [m/s]}). A lane command is a
+floats) and `command` ({"lane": 0|1|2 for keep|left|right, "speed": [m/s], "stop": [m]}). A lane command is a
 one-lane request relative to the lane the ego was in when it was given; once the ego is centred
 in the requested lane the env sets `lane` back to "keep" (`lane_command_autoclear`), and it does so at
 once for a request for a lane that does not exist (as a navigation system refuses a turn that is not
 there: a command the car can never follow must not stay in its observation; without autoclear it
-stays pending and the expert keeps its lane). The image is world-aligned like
+stays pending and the expert keeps its lane). A `stop` command D < `STOP_NONE_M` asks the car to
+come to a standstill within D metres along the road; the observation then counts the metres left
+down to 0 (the car stays stopped until a command with `stop` = `STOP_NONE_M`, "none"). The image is world-aligned like
 highway-env's viewer, centred on the ego. `info` holds `collision`, `offroad`, `speed` (m/s),
 `progress_m` (distance along the road since reset), `lane_error` (|lateral offset| m), `lane_id`,
-`speed_limit`, `blocked` (a vehicle within 25 m ahead, or a ~0 speed command), `time_s`, the
+`speed_limit`, `blocked` (a vehicle within 25 m ahead, a ~0 speed command, or a stop requested), `time_s`, the
 applied `action`, the `command` and `sensors`, the documented input of the safety guard
 (`physai.embodiments.safety.CarGuard`), like a radar track list: {"ego_speed": m/s, "ego_lane": lane
 id, "lane_width": m, "ego_length": m, "objects": float32 [N, 5] = (dx, dy, dvx, dvy, length) for
@@ -48,6 +50,7 @@ from highway_env.vehicle.graphics import VehicleGraphics
 
 from physai.embodiments import get_spec
 from physai.errors import ConfigError, ObservationError
+from physai.sim.car import STOP_NONE_M
 from physai.sim.car.render import TopDownRenderer
 from physai.sim.car.scenarios import base_config, get_scenario
 
@@ -119,11 +122,12 @@ class CarEnv(gym.Env):
             "command": spaces.Dict({
                 "lane": spaces.Discrete(len(LANE_CHOICES)),
                 "speed": spaces.Box(0.0, 40.0, (1,), np.float32),
+                "stop": spaces.Box(0.0, STOP_NONE_M, (1,), np.float32),
             }),
         })
         self.action_space = spaces.Box(self.car_spec.low, self.car_spec.high, (2,), np.float32)
 
-        self.command: dict[str, Any] = {"lane": "keep", "speed": self.scenario.default_speed}
+        self.command: dict[str, Any] = self._default_command()
         if command is not None:  # validate now, apply at every reset
             if not isinstance(command, Mapping):
                 raise ConfigError(f"command must be a mapping like {{'lane': 'keep', 'speed': 20.0}}, got {command!r}")
@@ -132,6 +136,7 @@ class CarEnv(gym.Env):
         self.destination = self.scenario.destination  # road-network node the ego heads for, if any
         self.lane_origin: int | None = None  # lane id when the current lane command was given
         self.lane_target: int | None = None  # lane id the current lane command asks for
+        self.stop_at: float | None = None  # progress_m of the requested stop point, if any
         self._prev_action = np.zeros(2, dtype=np.float32)
         self._progress = 0.0
 
@@ -148,10 +153,18 @@ class CarEnv(gym.Env):
                     f"config key '{k}' is not a {self.scenario.upstream_id} option; known: {sorted(known)}"
                 )
 
+    def _default_command(self) -> dict[str, Any]:
+        return {"lane": "keep", "speed": self.scenario.default_speed, "stop": STOP_NONE_M}
+
+    def stop_remaining(self) -> float | None:
+        """Metres left to the requested stop point (>= 0), or None when no stop is requested."""
+        return None if self.stop_at is None else max(0.0, self.stop_at - self._progress)
+
     def set_command(self, command: Mapping[str, Any]) -> None:
-        """Update (part of) the command, e.g. {"lane": "left"} or {"speed": 20.0}."""
+        """Update (part of) the command, e.g. {"lane": "left"}, {"speed": 20.0} or {"stop": 80.0}
+        (standstill within 80 m; `STOP_NONE_M` clears it)."""
         if not isinstance(command, Mapping):
-            raise ObservationError("command", "a mapping with keys lane/speed", type(command).__name__)
+            raise ObservationError("command", "a mapping with keys lane/speed/stop", type(command).__name__)
         new = {**self.command, **dict(command)}
         lane = new["lane"]
         if isinstance(lane, np.ndarray) and lane.size == 1:
@@ -160,11 +173,15 @@ class CarEnv(gym.Env):
             lane = LANE_CHOICES[int(lane)]
         speed = new["speed"]
         speed = float(np.asarray(speed, dtype=np.float64).reshape(-1)[0]) if np.size(speed) == 1 else speed
-        new = {"lane": lane, "speed": speed}
-        self.car_spec.encode_command(new)  # validates: lane choice, speed in [0, 40] m/s
+        stop = new["stop"]
+        stop = float(np.asarray(stop, dtype=np.float64).reshape(-1)[0]) if np.size(stop) == 1 else stop
+        new = {"lane": lane, "speed": speed, "stop": stop}
+        self.car_spec.encode_command(new)  # validates: lane choice, speed in [0, 40] m/s, stop in [0, 300] m
         if lane != self.command.get("lane") or self.lane_target is None:
             if not self._start_lane_command(lane):
                 new = {**new, "lane": "keep"}  # no such lane: refused at once
+        # the stop point, fixed along the road (re-sending the remaining distance keeps it)
+        self.stop_at = None if stop >= STOP_NONE_M else self._progress + stop
         self.command = new
 
     def _start_lane_command(self, lane: str) -> bool:
@@ -205,8 +222,9 @@ class CarEnv(gym.Env):
         self.destination = dest if isinstance(dest, str) else self.scenario.destination
         self._prev_action = np.zeros(2, dtype=np.float32)
         self._progress = 0.0
-        self.command = {"lane": "keep", "speed": self.scenario.default_speed}
+        self.command = self._default_command()
         self.lane_origin = self.lane_target = None
+        self.stop_at = None
         cmd = options.get("command", self._initial_command)
         if cmd is not None:
             self.set_command(cmd)
@@ -241,6 +259,8 @@ class CarEnv(gym.Env):
             truncated = bool(truncated) or self.sim.time >= self.sim.config.get("duration", math.inf) - 1e-9
         _, lateral = ego.lane.local_coordinates(ego.position)
         self._maybe_clear_lane_command(lateral)
+        left = self.stop_remaining()
+        self.command = {**self.command, "stop": STOP_NONE_M if left is None else left}
         obs, lateral = self._observe()
         info = self._info(lateral, collision=bool(ego.crashed))
         return obs, float(reward), bool(terminated), truncated, info
@@ -280,13 +300,14 @@ class CarEnv(gym.Env):
             "command": {
                 "lane": LANE_CHOICES.index(self.command["lane"]),
                 "speed": np.array([self.command["speed"]], dtype=np.float32),
+                "stop": np.array([self.command["stop"]], dtype=np.float32),
             },
         }
         return obs, lat
 
     def _blocked(self) -> bool:
-        if self.command["speed"] < 1.0:
-            return True
+        if self.command["speed"] < 1.0 or self.stop_at is not None:
+            return True  # told to stand still: not a stall
         ego = self.sim.vehicle
         for v in self.sim.road.vehicles + self.sim.road.objects:
             if v is ego:
@@ -310,7 +331,8 @@ class CarEnv(gym.Env):
             "blocked": self._blocked(),
             "time_s": float(self.sim.time),
             "action": self._prev_action.copy(),
-            "command": {"lane": self.command["lane"], "speed": float(self.command["speed"])},
+            "command": {"lane": self.command["lane"], "speed": float(self.command["speed"]),
+                        "stop": float(self.command["stop"])},
             "sensors": self.sensors(),
         }
 

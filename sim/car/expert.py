@@ -86,6 +86,8 @@ class CarExpert:
             stop = self._yield_accel(car, h) if car.scenario.yield_at else None
             if stop is not None:
                 acc = min(acc, stop)
+            if car.stop_at is not None:
+                acc = min(acc, _stop_accel(max(h.speed, 0.0), car.stop_remaining(), float(car._prev_action[0]), car.dt))
             speed, h.speed = h.speed, max(h.speed, _STEER_MIN_SPEED)
             steer = h.steering_control(h.target_lane_index)  # upstream controller is bang-bang near 0 m/s
             h.speed = speed
@@ -227,6 +229,23 @@ class CarExpert:
             if hit[1] <= hit[0] + margin:
                 return -5.0 if hit[0] < 1.5 else -3.0
         return None
+
+
+# "stop within D m", comfortably: brake once the constant deceleration that stops at the point
+# (minus a margin) reaches STOP_START, easing in at no more than STOP_JERK and out over the last
+# STOP_EASE_S (deceleration <= speed / STOP_EASE_S), as a driver releases the brake
+STOP_MARGIN_M, STOP_START, STOP_JERK, STOP_EASE_S = 2.0, 1.2, 2.5, 1.0  # m, m/s^2, m/s^3, s
+
+
+def _stop_accel(v: float, left: float, prev_acc: float, dt: float) -> float:
+    """The acceleration (m/s^2) that brings the car from `v` to a standstill within `left` metres
+    with bounded jerk; +inf when braking need not start yet."""
+    d = left - STOP_MARGIN_M
+    need = v * v / (2.0 * d) if d > 0.1 else (5.0 if v > 1.0 else 0.0)  # constant decel to the point
+    if need < STOP_START and prev_acc > -0.5 * STOP_START and d > 0.1:
+        return math.inf
+    target = -min(need if d > 0.1 and v > 1.0 else 5.0, v / STOP_EASE_S, 5.0)
+    return max(target, prev_acc - STOP_JERK * dt)
 
 
 _STEER_MIN_SPEED = 4.0  # m/s: steering is computed as if at least this fast

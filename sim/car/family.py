@@ -1,5 +1,5 @@
 """The car body family: highway-env scenarios (`physai/car-*`), the IDM/MOBIL expert, the
-emergency-brake guard, driving metrics, and lane/speed instruction scoring.
+emergency-brake guard, driving metrics, and lane/speed/stop instruction scoring.
 
 Everything that is car-specific outside the model is decided here; the rest of the library asks
 this object (see `physai.sim.family`). Importing it is cheap: highway-env is imported only when an
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from physai.errors import ConfigError
-from physai.sim.car import ENV_IDS, episode_steps
+from physai.sim.car import ENV_IDS, STOP_NONE_M, episode_steps
 from physai.sim.car import reward as _reward  # noqa: F401  (registers the `car` and `car-carl` rewards)
 from physai.sim.car.score import driving_score, lead_from_sensors, trace_metrics, ttc_from_sensors
 from physai.sim.family import BodyFamily, RecordConfig, register_family
@@ -110,7 +110,8 @@ class CarFamily(BodyFamily):
         gap, lead_speed = lead_from_sensors(sensors)
         return {"t": float(info["time_s"]), "lane": int(info["lane_id"]), "lane_error": float(info["lane_error"]),
                 "speed": float(info["speed"]), "collision": bool(info["collision"]), "offroad": bool(info["offroad"]),
-                "cmd_lane": cmd.get("lane"), "cmd_speed": cmd.get("speed"), "ttc": ttc_from_sensors(sensors),
+                "cmd_lane": cmd.get("lane"), "cmd_speed": cmd.get("speed"), "cmd_stop": cmd.get("stop"),
+                "progress": float(info.get("progress_m", 0.0)), "ttc": ttc_from_sensors(sensors),
                 "lead_gap": gap, "lead_speed": lead_speed}
 
     def trace_metrics(self, trace, dt):
@@ -131,21 +132,34 @@ class CarFamily(BodyFamily):
         return driving_score(metrics, reference)
 
     def random_commands(self, env_id, rng, seconds):
-        """Two instructions per episode, as in the shipped suites: a lane change (either way) or a new
-        speed target in [10, 30] m/s, at 3-8 s and again at 14-20 s."""
+        """Two instructions per episode, as in the shipped suites, at 3-8 s and again at 14-20 s: a
+        lane change (either way, 55%), a new speed target in [10, 30] m/s (30%), or a first one
+        "stop within D m", D in [110, 220] (15%), which the second, at 22-26 s, ends ("go")."""
         out = []
         for lo, hi in ((3.0, 8.0), (14.0, 20.0)):
             if seconds is not None and lo >= seconds:
                 break
+            if out and "stop" in out[-1][1]:
+                lo, hi = 22.0, 26.0
+                if seconds is not None and lo >= seconds:
+                    break
             at = float(round(rng.uniform(lo, min(hi, seconds or hi)), 1))
-            cmd = ({"lane": str(rng.choice(["left", "right"]))} if rng.random() < 0.6
-                   else {"speed": float(round(rng.uniform(10.0, 30.0)))})
+            u = rng.random()
+            if out and "stop" in out[-1][1]:
+                cmd = {"stop": STOP_NONE_M}
+            elif u < 0.55:
+                cmd = {"lane": str(rng.choice(["left", "right"]))}
+            elif u < 0.85 or out:
+                cmd = {"speed": float(round(rng.uniform(10.0, 30.0)))}
+            else:
+                cmd = {"stop": float(round(rng.uniform(110.0, 220.0)))}
             out.append((at, cmd))
         return tuple(out)
 
     def task_string(self, spec, command) -> str:
         vals = spec.decode_command(spec.encode_command(command))
-        return f"drive: lane {vals['lane']}, {int(round(vals['speed']))} m/s"
+        stop = "" if vals["stop"] >= STOP_NONE_M - 1e-3 else f", stop within {int(round(vals['stop']))} m"
+        return f"drive: lane {vals['lane']}, {int(round(vals['speed']))} m/s{stop}"
 
 
 register_family(CarFamily())

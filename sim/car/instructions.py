@@ -1,9 +1,9 @@
-"""Car instruction scoring: was each lane and speed command of a scenario followed?
+"""Car instruction scoring: was each lane, speed and stop command of a scenario followed?
 
 `score_instructions(commands, trace, seconds)` reads a scenario's command timeline (`(at, fields)`
-pairs, fields `lane` and/or `speed`) and the episode's per-step trace (`CarFamily.trace_step`:
+pairs, fields `lane`, `speed` and/or `stop`) and the episode's per-step trace (`CarFamily.trace_step`:
 `t` after the step, `lane`, `lane_error`, `speed`, `collision`; optionally `lanes`, the road's lane
-count, and `lead_gap` / `lead_speed`) and returns one record per instruction, in time order, a command that changes
+count, `lead_gap` / `lead_speed`, and `progress`, m along the road, which `stop` needs) and returns one record per instruction, in time order, a command that changes
 lane and speed giving two: `{"kind", "at", "success", ...}` where `success` is True/False, or None
 when the instruction is not scored (see below). Kinds:
 
@@ -27,7 +27,17 @@ when the instruction is not scored (see below). Kinds:
   crawling behind the leader or speeding past the target is an error. Slowing down to find a gap
   for a lane change also counts as speed error.
   Traces without those keys score against the commanded speed. The expert is scored the same way
-  on the same scenarios, so the comparison is fair either way.
+  on the same scenarios, so the comparison is fair either way. A speed command given while a stop
+  is requested is not scored (the stop wins), and a stop command ends the speed segment before it.
+- `stop` ("stop within D m", `stop` = D < STOP_NONE_M; `stop` = STOP_NONE_M is "go", not an
+  instruction): a standstill (speed < STOP_SPEED_MS) within D + STOP_TOL_M of road from the command,
+  reached comfortably (peak deceleration, from the executed speeds, <= STOP_DECEL_MAX and mean
+  |jerk| from the command to the standstill <= STOP_JERK_MEAN), then held (speed < STOP_HOLD_MS) to
+  the segment's end (the next stop command or the episode's end), with no collision. Extra fields:
+  `target_m` (D), `stop_m` (road travelled to the standstill, None if never), `time_s`,
+  `max_decel`, `mean_jerk`. Not scored when D is shorter than a stop at STOP_DECEL_MAX from the
+  speed at the command, or the segment is shorter than STOP_SETTLE_BASE_S + speed / STOP_DECEL_MIN
+  + STOP_MIN_HOLD_S.
 
 An instruction is not scored when the scenario leaves it less time than it needs (a lane command
 followed by another lane command, or by the episode's end, within LANE_TIMEOUT_S; a speed segment
@@ -41,6 +51,8 @@ from __future__ import annotations
 
 import math
 from typing import Any, Mapping, Sequence
+
+from physai.sim.car import STOP_NONE_M
 
 # the expert changes lanes in ~3 s once MOBIL's safety check finds a gap; 10 s leaves time to wait
 # for a gap in density-2 traffic
@@ -63,6 +75,15 @@ FOLLOW_TIME_S, FOLLOW_DIST_M = 3.0, 10.0
 # car-following settles below the leader's speed (IDM: ~2 m/s below a leader driving near the
 # target); while following, speeds down to this much below the leader's count as on target
 FOLLOW_SLACK_MS = 2.5
+# standstill, and standing still (creeping below walking pace)
+STOP_SPEED_MS, STOP_HOLD_MS = 0.5, 1.0
+# road beyond D still counted as "within D" (half a car length)
+STOP_TOL_M = 2.5
+# comfortable braking: a peak deceleration a passenger accepts (~0.4 g) and a mean |jerk| that
+# stays under the 2 m/s^3 comfort bound of ride-comfort studies
+STOP_DECEL_MAX, STOP_JERK_MEAN = 4.0, 2.0
+# time a stop needs: a reaction allowance plus braking at a gentle 1.5 m/s^2, then a hold to judge
+STOP_SETTLE_BASE_S, STOP_DECEL_MIN, STOP_MIN_HOLD_S = 2.0, 1.5, 2.0
 _EPS = 1e-6
 
 
@@ -141,6 +162,12 @@ def _lane_record(commands, i: int, trace, seconds: float, trace_end: float) -> d
     return rec
 
 
+def _stopping(commands, i: int) -> bool:
+    """A stop is requested at command i (its own or the latest earlier `stop` field)."""
+    last = next((c["stop"] for _, c in reversed(commands[:i + 1]) if "stop" in c), STOP_NONE_M)
+    return float(last) < STOP_NONE_M - _EPS
+
+
 def _speed_record(commands, i: int, trace, seconds: float, trace_end: float) -> dict[str, Any]:
     at, cmd = commands[i]
     target = float(cmd["speed"])
@@ -148,11 +175,11 @@ def _speed_record(commands, i: int, trace, seconds: float, trace_end: float) -> 
     change = target - (float(state["speed"]) if state is not None else target)
     kind = "speed_hold" if abs(change) < SPEED_TOL_MS else ("speed_up" if change > 0 else "speed_down")
     allowance = SPEED_SETTLE_BASE_S + abs(change) / SPEED_SETTLE_ACCEL
-    end = min(_next_at(commands, i, "speed", seconds), seconds)
+    end = min(_next_at(commands, i, "speed", seconds), _next_at(commands, i, "stop", seconds), seconds)
     rec: dict[str, Any] = {"kind": kind, "at": float(at), "success": None, "target": target,
                            "settle_s": None, "speed_error": None, "blocked_s": None, "ended": trace_end < at}
-    if end - at < allowance + SPEED_MIN_HOLD_S - _EPS:
-        return rec  # too short a segment to judge: not scored
+    if end - at < allowance + SPEED_MIN_HOLD_S - _EPS or _stopping(commands, i):
+        return rec  # too short a segment to judge, or a stop is requested: not scored
     seg = _window(trace, at, end)
     crashed = any(e["collision"] for e in seg) or trace_end < end
     err, blocked = zip(*[_speed_error(e, target) for e in seg]) if seg else ((), ())  # [n], [n]
@@ -166,9 +193,42 @@ def _speed_record(commands, i: int, trace, seconds: float, trace_end: float) -> 
     return rec
 
 
+def _stop_record(commands, i: int, trace, seconds: float, trace_end: float) -> dict[str, Any]:
+    at, cmd = commands[i]
+    target = float(cmd["stop"])
+    state = _before(trace, at)
+    v0 = float(state["speed"]) if state is not None else 0.0
+    rec: dict[str, Any] = {"kind": "stop", "at": float(at), "success": None, "target_m": target, "stop_m": None,
+                           "time_s": None, "max_decel": None, "mean_jerk": None, "ended": trace_end < at}
+    end = min(_next_at(commands, i, "stop", seconds), seconds)
+    need = STOP_SETTLE_BASE_S + max(v0, 0.0) / STOP_DECEL_MIN + STOP_MIN_HOLD_S
+    if end - at < need - _EPS or target + STOP_TOL_M < v0 * v0 / (2 * STOP_DECEL_MAX) or state is None:
+        return rec  # too little time or road to stop comfortably: not scored
+    dt = _step_s(trace)
+    seg = _window(trace, at, end)
+    crashed = any(e["collision"] for e in seg) or trace_end < end
+    p0 = float(state.get("progress", 0.0))
+    k = next((j for j, e in enumerate(seg) if float(e["speed"]) < STOP_SPEED_MS), None)
+    if k is not None:
+        rec["stop_m"] = _num(float(seg[k].get("progress", 0.0)) - p0)
+        rec["time_s"] = _secs(seg[k]["t"] - at)
+        v = [v0] + [float(e["speed"]) for e in seg[:k + 1]]  # [k + 2] m/s, from the command on
+        acc = [(b - a) / dt for a, b in zip(v, v[1:])]  # [k + 1]
+        jerk = [abs(b - a) / dt for a, b in zip(acc, acc[1:])]  # [k]
+        rec["max_decel"] = _num(max(0.0, -min(acc)))
+        rec["mean_jerk"] = _num(sum(jerk) / len(jerk)) if jerk else 0.0
+        held = all(float(e["speed"]) < STOP_HOLD_MS for e in seg[k:])
+        rec["success"] = bool(not crashed and held and rec["stop_m"] is not None
+                              and rec["stop_m"] <= target + STOP_TOL_M and rec["max_decel"] <= STOP_DECEL_MAX
+                              and rec["mean_jerk"] <= STOP_JERK_MEAN)
+    else:
+        rec["success"] = False
+    return rec
+
+
 def score_instructions(commands: Sequence[tuple[float, Mapping[str, Any]]], trace: Sequence[Mapping[str, Any]],
                        seconds: float) -> list[dict[str, Any]]:
-    """One record per lane/speed instruction of `commands` (sorted `(at, fields)`), scored on `trace`."""
+    """One record per lane/speed/stop instruction of `commands` (sorted `(at, fields)`), scored on `trace`."""
     commands = sorted(commands, key=lambda c: c[0])
     # the time the episode was played to, plus half a step
     trace_end = (float(trace[-1]["t"]) if trace else 0.0) + _step_s(trace) / 2
@@ -184,4 +244,6 @@ def score_instructions(commands: Sequence[tuple[float, Mapping[str, Any]]], trac
                 out.append(rec)
         if "speed" in cmd:
             out.append(_speed_record(commands, i, trace, float(seconds), trace_end))
+        if "stop" in cmd and float(cmd["stop"]) < STOP_NONE_M - _EPS:
+            out.append(_stop_record(commands, i, trace, float(seconds), trace_end))
     return out

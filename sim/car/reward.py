@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from physai.rl.reward import REWARDS, RewardModel, RewardTerm, Step
+from physai.sim.car import STOP_NONE_M
 from physai.sim.car.score import JERK_MAX, ttc_from_sensors
 
 TTC_MIN_S = 1.5  # a time to collision below this is penalised (NAVSIM fails at 0.9 s; keep a margin)
@@ -78,9 +79,10 @@ def unsafe_lane_change(s: Step) -> float:
 
 def speed_command(s: Step) -> float:
     """Commanded-speed error beyond SPEED_TOL, in units of 10 m/s, capped at 1."""
-    cmd = (s.info.get("command") or {}).get("speed")
-    if cmd is None:
-        return 0.0
+    command = s.info.get("command") or {}
+    cmd = command.get("speed")
+    if cmd is None or float(command.get("stop", STOP_NONE_M)) < STOP_NONE_M:
+        return 0.0  # no speed asked for, or a stop is (scored as an instruction of its own)
     return float(min(max(0.0, abs(float(s.info["speed"]) - float(cmd)) - SPEED_TOL) / 10.0, 1.0))
 
 
