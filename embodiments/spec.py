@@ -8,6 +8,8 @@ or bounds is a `SpecMismatchError`, never a silent zero-pad.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
@@ -164,6 +166,10 @@ class EmbodimentSpec:
     # ---- (de)serialisation and compatibility --------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def digest(self) -> str:
+        """6 hex digits that change with any field of the spec (recording caches key on it)."""
+        return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:6]
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "EmbodimentSpec":

@@ -14,6 +14,7 @@ from typing import Any, Callable, NamedTuple
 import torch
 
 from physai.device import pick_device
+from physai.embodiments import get_spec
 from physai.errors import CheckpointError, ConfigError
 from physai.sim.family import embodiment_of, family_for_env
 

@@ -87,3 +87,12 @@ def test_clip_action_never_nan():
     s = get_spec("car")
     out = s.clip_action(np.array([np.nan, 10.0]))
     assert np.isfinite(out).all() and out[0] == 0.0 and out[1] == pytest.approx(math.pi / 4)
+
+
+def test_spec_digest_changes_with_the_schema_and_survives_a_round_trip():
+    import dataclasses
+
+    car = get_spec("car")
+    assert car.digest() == EmbodimentSpec.from_dict(car.to_dict()).digest() and len(car.digest()) == 6
+    fewer = dataclasses.replace(car, command=car.command[:2])  # the schema before the stop field
+    assert fewer.digest() != car.digest() and get_spec("g1").digest() != car.digest()

@@ -196,8 +196,9 @@ def test_record_cotrain_with_car_and_evaluate_a_new_body(tmp_path):
                         record={"car": {"seconds": 2.0}, "rover": {"seconds": 2.0}}))
     assert recipe.data.record["rover"].seconds == 2.0  # the family's RecordConfig, filled from the dict
     res = train_recipe(recipe, tmp_path / "run", progress=False)
-    assert res["steps"] == 12 and set(res["datasets"]) == {str(tmp_path / "data" / "car-highway-seed0-2s-noise0.03"),
-                                                          str(tmp_path / "data" / "rover-v0-seed0-2s-noise0.03")}
+    car, rover = (f"spec{get_spec(e).digest()}" for e in ("car", "rover"))
+    assert res["steps"] == 12 and set(res["datasets"]) == {str(tmp_path / "data" / f"car-highway-seed0-2s-noise0.03-{car}"),
+                                                          str(tmp_path / "data" / f"rover-v0-seed0-2s-noise0.03-{rover}")}
     # closed-loop evaluation beside the family's expert, with its guard and metrics
     scenarios = [Scenario(env=ENV_ID, seed=700 + i, seconds=6.0) for i in range(2)]
     scenarios.append(Scenario(env="physai/car-highway", seed=1000, seconds=1.0))
