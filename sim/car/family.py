@@ -133,8 +133,8 @@ class CarFamily(BodyFamily):
 
     def random_commands(self, env_id, rng, seconds):
         """Two instructions per episode, as in the shipped suites, at 3-8 s and again at 14-20 s: a
-        lane change (either way, 55%), a new speed target in [10, 30] m/s (30%), or a first one
-        "stop within D m", D in [110, 220] (15%), which the second, at 22-26 s, ends ("go")."""
+        lane change (either way, 50%), a new speed target in [10, 30] m/s (25%), or a first one
+        "stop within D m", D in [110, 220] (25%), which the second, at 22-26 s, ends ("go")."""
         out = []
         for lo, hi in ((3.0, 8.0), (14.0, 20.0)):
             if seconds is not None and lo >= seconds:
@@ -147,9 +147,9 @@ class CarFamily(BodyFamily):
             u = rng.random()
             if out and "stop" in out[-1][1]:
                 cmd = {"stop": STOP_NONE_M}
-            elif u < 0.55:
+            elif u < 0.5:
                 cmd = {"lane": str(rng.choice(["left", "right"]))}
-            elif u < 0.85 or out:
+            elif u < 0.75 or out:
                 cmd = {"speed": float(round(rng.uniform(10.0, 30.0)))}
             else:
                 cmd = {"stop": float(round(rng.uniform(110.0, 220.0)))}
