@@ -414,3 +414,17 @@ def test_dense_recordings_are_their_own_dataset_and_drive_in_dense_traffic(tmp_p
 
     sessions = json.loads((path / F.META_FILE).read_text())["sessions"]
     assert "2.5" in sessions[0]["env_kwargs"]["config"]  # the env was built with that density
+
+
+def test_car_random_commands_include_stops_that_a_later_go_ends():
+    from physai.sim.car import STOP_NONE_M
+    from physai.sim.car.family import CarFamily
+
+    fam = CarFamily()
+    timelines = [fam.random_commands("physai/car-highway", np.random.default_rng(i), 30.0) for i in range(200)]
+    stops = [t for t in timelines if "stop" in t[0][1]]
+    assert 30 <= len(stops) <= 70  # about a quarter
+    for t in stops:
+        assert 110 <= t[0][1]["stop"] <= 220 and t[1][1] == {"stop": STOP_NONE_M} and t[1][0] >= 22.0
+    assert all("stop" not in c for t in timelines for _, c in t[1:] if t not in stops)
+    assert fam.random_commands("physai/car-highway", np.random.default_rng(0), 10.0)  # short episodes still get one
