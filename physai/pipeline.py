@@ -23,12 +23,14 @@ def ensure_dataset(env_id: str, episodes: int, root: str | Path, seed: int, reco
                    progress: bool = True, action_noise: float = 0.0, slots: int = 2) -> Path:
     """Record (or top up) an expert dataset with the family's recording options `record`; reuses
     what an earlier run already recorded. The folder name carries every setting that changes the
-    data (seed, length, noise, the family's own options)."""
+    data (seed, length, noise, the family's own options, and a digest of the body's spec, so a
+    recording made under another action/observation/command schema is never topped up or reused)."""
     from physai.data import format as F
     from physai.data.collect import collect
 
     tag = f"-noise{action_noise:g}" if action_noise > 0 else ""
     tag += record.tag()
+    tag += f"-spec{get_spec(embodiment_of(env_id)).digest()}"
     path = Path(root) / f"{env_id.split('/')[-1]}-seed{seed}-{record.seconds:g}s{tag}"
     have = int(F.read_info(path).get("total_episodes", 0)) if F.is_dataset(path) else 0
     if have < episodes:

@@ -221,7 +221,7 @@ def test_ctrl_c_and_interrupted_commits(tmp_path, monkeypatch):
         return real(self)
 
     monkeypatch.setattr(LeRobotDataset, "finalize", flaky)
-    frame = ({"topdown": np.zeros((64, 64, 3), np.uint8)}, np.zeros(6), np.zeros(4), np.zeros(2), 0.0, "drive")
+    frame = ({"topdown": np.zeros((64, 64, 3), np.uint8)}, np.zeros(6), np.zeros(get_spec("car").command_dim), np.zeros(2), 0.0, "drive")
     for path, want in ((root, 2), (tmp_path / "new", 0)):
         calls.clear()
         w = W.DatasetWriter(path, get_spec("car"))

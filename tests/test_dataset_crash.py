@@ -39,7 +39,7 @@ from physai.embodiments import get_spec
 from physai.errors import PhysaiError
 
 pytestmark = pytest.mark.filterwarnings("ignore:Conversion of an array with ndim > 0")
-FRAME = ({"topdown": np.zeros((64, 64, 3), np.uint8)}, np.zeros(6), np.zeros(4), np.zeros(2), 0.0, "drive")
+FRAME = ({"topdown": np.zeros((64, 64, 3), np.uint8)}, np.zeros(6), np.zeros(get_spec("car").command_dim), np.zeros(2), 0.0, "drive")
 
 
 class _Kill(BaseException):
@@ -249,7 +249,7 @@ from physai.data.writer import DatasetWriter
 from physai.embodiments import get_spec
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # reap killed writers at once
 root, spec = sys.argv[1], get_spec("car")
-frame = ({"topdown": np.zeros((64, 64, 3), np.uint8)}, np.zeros(6), np.zeros(4), np.zeros(2), 0.0, "drive")
+frame = ({"topdown": np.zeros((64, 64, 3), np.uint8)}, np.zeros(6), np.zeros(get_spec("car").command_dim), np.zeros(2), 0.0, "drive")
 for _ in sys.stdin:
     pid = os.fork()
     if pid == 0:

@@ -468,7 +468,7 @@ def test_a_timm_vit_stem_is_built_at_the_cameras_size():
 
     stem = EmbodimentStem(get_spec("car"), 32, StemConfig(image_model="vit_tiny_patch16_224"))  # 64 px camera
     obs = {"image": torch.zeros(2, 1, 1, 3, 64, 64, dtype=torch.uint8), "proprio": torch.zeros(2, 1, 6),
-           "command": torch.zeros(2, 4)}
+           "command": torch.zeros(2, get_spec("car").command_dim)}
     assert stem(obs).shape == (2, stem.num_tokens, 32) and stem.image.num_tokens == 17  # 4x4 patches + cls
     with pytest.raises(ConfigError, match="cannot read 8x8 px images"):
         ImageEncoder(StemConfig(image_model="vit_tiny_patch16_224"), 8, 8, 32)
