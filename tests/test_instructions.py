@@ -428,3 +428,13 @@ def test_car_random_commands_include_stops_that_a_later_go_ends():
         assert 110 <= t[0][1]["stop"] <= 220 and t[1][1] == {"stop": STOP_NONE_M} and t[1][0] >= 22.0
     assert all("stop" not in c for t in timelines for _, c in t[1:] if t not in stops)
     assert fam.random_commands("physai/car-highway", np.random.default_rng(0), 10.0)  # short episodes still get one
+
+
+def test_car_task_string_names_a_stop_without_its_countdown():
+    from physai.embodiments import get_spec
+    from physai.sim.car.family import CarFamily
+
+    fam, spec = CarFamily(), get_spec("car")
+    near, far = (fam.task_string(spec, {"lane": "keep", "speed": 20.0, "stop": d}) for d in (12.0, 140.0))
+    assert near == far and "stop" in near  # one dataset task per instruction, not one per metre
+    assert "stop" not in fam.task_string(spec, {"lane": "keep", "speed": 20.0})

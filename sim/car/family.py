@@ -158,7 +158,9 @@ class CarFamily(BodyFamily):
 
     def task_string(self, spec, command) -> str:
         vals = spec.decode_command(spec.encode_command(command))
-        stop = "" if vals["stop"] >= STOP_NONE_M - 1e-3 else f", stop within {int(round(vals['stop']))} m"
+        # the metres left count down every frame (they are in the command vector); a task string
+        # per frame would make one dataset task per metre
+        stop = "" if vals["stop"] >= STOP_NONE_M - 1e-3 else ", stop ahead"
         return f"drive: lane {vals['lane']}, {int(round(vals['speed']))} m/s{stop}"
 
 
