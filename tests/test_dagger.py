@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from physai.data import format as F
+from physai.embodiments import get_spec
 from physai.errors import ConfigError
 from physai.overrides import apply_overrides
 from physai.pipeline import dagger_boundaries, train_recipe
@@ -94,14 +95,14 @@ def test_humanoid_recordings_carry_their_stand_probability(tmp_path):
     assert "stand_prob" not in fam.record_config(stand_prob=0.1).env_options()  # the env's default
     always = fam.record_config(seconds=0.1, stand_prob=1.0)
     path = ensure_dataset("physai/g1-walk", 1, tmp_path, seed=0, record=always, progress=False)
-    assert path.name == "g1-walk-seed0-0.1s-stand1"  # its own cache folder: never mixed with other data
+    assert path.name == f"g1-walk-seed0-0.1s-stand1-spec{get_spec('g1').digest()}"  # its own cache folder: never mixed with other data
     session = json.loads((path / F.META_FILE).read_text())["sessions"][0]
     assert session["env_kwargs"]["stand_prob"] == "1.0"
     fr = load_frames(path)
     assert len(fr) == 5 and abs(fr.command).max() == 0.0  # every command was "stand still"
     default = ensure_dataset("physai/g1-walk", 1, tmp_path, seed=0, record=fam.record_config(seconds=0.1, stand_prob=0.1),
                              progress=False)
-    assert default.name == "g1-walk-seed0-0.1s"  # the env's default keeps the old cache name
+    assert default.name == f"g1-walk-seed0-0.1s-spec{get_spec('g1').digest()}"  # the env's default: no stand tag
     with pytest.raises(ConfigError, match="stand_prob"):
         apply_overrides(get_recipe("cotrain")(), ["data.record.humanoid.stand_prob=1.5"])
     with pytest.raises(ConfigError, match="data.record.humanoid.stand_prob"):  # a typo lists the valid keys

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from physai.embodiments import get_spec
 from physai.sim.car import instructions as CI
 from physai.sim.car.instructions import score_instructions as score_car
 from physai.sim.car.score import (TTC_THRESHOLD_S, driving_score, lead_from_sensors, trace_metrics,
@@ -392,7 +393,7 @@ def test_instruction_rich_recordings_switch_commands_mid_episode(tmp_path):
     assert len(t1) == 2 and 3 <= t1[0][0] <= 8 and 14 <= t1[1][0] <= 20
     rec = CarRecordConfig(seconds=9.0, instructions=True)
     path = ensure_dataset("physai/car-highway", 1, tmp_path, 3, rec, progress=False)
-    assert path.name.endswith("-instr")
+    assert path.name.endswith(f"-instr-spec{get_spec('car').digest()}")
     f = load_frames(path)
     assert len(np.unique(f.command, axis=0)) > 1  # the instruction changed during the one episode
     plain = load_frames(ensure_dataset("physai/car-highway", 1, tmp_path, 3, CarRecordConfig(seconds=9.0), progress=False))
@@ -407,7 +408,7 @@ def test_dense_recordings_are_their_own_dataset_and_drive_in_dense_traffic(tmp_p
     with pytest.raises(ConfigError, match="record.density"):
         CarRecordConfig(density=0.0)
     path = ensure_dataset("physai/car-highway", 1, tmp_path, 3, CarRecordConfig(seconds=1.0, density=2.5), progress=False)
-    assert path.name.endswith("-density2.5")
+    assert path.name.endswith(f"-density2.5-spec{get_spec('car').digest()}")
     import json
 
     from physai.data import format as F
