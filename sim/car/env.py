@@ -171,10 +171,8 @@ class CarEnv(gym.Env):
             lane = lane.reshape(-1)[0]
         if isinstance(lane, (int, np.integer)) and not isinstance(lane, bool) and 0 <= int(lane) < len(LANE_CHOICES):
             lane = LANE_CHOICES[int(lane)]
-        speed = new["speed"]
-        speed = float(np.asarray(speed, dtype=np.float64).reshape(-1)[0]) if np.size(speed) == 1 else speed
-        stop = new["stop"]
-        stop = float(np.asarray(stop, dtype=np.float64).reshape(-1)[0]) if np.size(stop) == 1 else stop
+        speed, stop = (float(np.asarray(x, dtype=np.float64).reshape(-1)[0]) if np.size(x) == 1 else x
+                       for x in (new["speed"], new["stop"]))  # gymnasium Box samples are [1] arrays
         new = {"lane": lane, "speed": speed, "stop": stop}
         self.car_spec.encode_command(new)  # validates: lane choice, speed in [0, 40] m/s, stop in [0, 300] m
         if lane != self.command.get("lane") or self.lane_target is None:

@@ -241,11 +241,13 @@ def _stop_accel(v: float, left: float, prev_acc: float, dt: float) -> float:
     """The acceleration (m/s^2) that brings the car from `v` to a standstill within `left` metres
     with bounded jerk; +inf when braking need not start yet."""
     d = left - STOP_MARGIN_M
-    need = v * v / (2.0 * d) if d > 0.1 else (5.0 if v > 1.0 else 0.0)  # constant decel to the point
-    if need < STOP_START and prev_acc > -0.5 * STOP_START and d > 0.1:
-        return math.inf
-    target = -min(need if d > 0.1 and v > 1.0 else 5.0, v / STOP_EASE_S, 5.0)
-    return max(target, prev_acc - STOP_JERK * dt)
+    if d > 0.1:
+        need = v * v / (2.0 * d)  # the constant deceleration that stops at the point
+        if need < STOP_START and prev_acc > -0.5 * STOP_START:
+            return math.inf
+    if d <= 0.1 or v <= 1.0:
+        need = 5.0  # at (or past) the point, or nearly stopped: the ease-out term decides
+    return max(-min(need, v / STOP_EASE_S, 5.0), prev_acc - STOP_JERK * dt)
 
 
 _STEER_MIN_SPEED = 4.0  # m/s: steering is computed as if at least this fast

@@ -137,15 +137,14 @@ class CarFamily(BodyFamily):
         "stop within D m", D in [110, 220] (25%), which the second, at 22-26 s, ends ("go")."""
         out = []
         for lo, hi in ((3.0, 8.0), (14.0, 20.0)):
+            after_stop = bool(out) and "stop" in out[-1][1]
+            if after_stop:
+                lo, hi = 22.0, 26.0
             if seconds is not None and lo >= seconds:
                 break
-            if out and "stop" in out[-1][1]:
-                lo, hi = 22.0, 26.0
-                if seconds is not None and lo >= seconds:
-                    break
             at = float(round(rng.uniform(lo, min(hi, seconds or hi)), 1))
             u = rng.random()
-            if out and "stop" in out[-1][1]:
+            if after_stop:
                 cmd = {"stop": STOP_NONE_M}
             elif u < 0.5:
                 cmd = {"lane": str(rng.choice(["left", "right"]))}
