@@ -44,6 +44,22 @@ def print_eval(res: dict, title: str) -> None:
         console.print(t)
 
 
+def inference_settings(items: list[str]) -> dict:
+    """`--inference KEY=VALUE` items -> `Policy.set_inference` keyword arguments, each value parsed
+    by PolicyConfig's field type (`n_action_steps=4`, `temporal_ensemble=0.1`, `...=none`)."""
+    from physai.config import PolicyConfig
+    from physai.errors import ConfigError
+    from physai.overrides import apply_overrides
+    from physai.policy import Policy
+
+    keys = [it.split("=", 1)[0].strip() for it in items]
+    bad = [k for k in keys if k not in Policy.INFERENCE_KEYS]
+    if bad:
+        raise ConfigError(f"--inference: {bad} are not inference settings; valid: {list(Policy.INFERENCE_KEYS)}")
+    parsed = apply_overrides(PolicyConfig(), items)
+    return {k: getattr(parsed, k) for k in keys}
+
+
 def cmd_eval(args) -> int:
     from physai.errors import ConfigError
     from physai.pipeline import evaluate_checkpoint
@@ -63,11 +79,13 @@ def cmd_eval(args) -> int:
     else:
         scenarios = seeded_scenarios(args.env, args.episodes, args.seed, args.seconds)
         what = f"{args.env}, {args.episodes} episodes, seeds {args.seed}+"
+    inference = inference_settings(args.inference or [])
     what += "".join(f", variant {v}" for v in args.variant or ()) + (", with planner" if args.planner else "")
+    what += "".join(f", {k}={v}" for k, v in inference.items())
     res = evaluate_checkpoint(args.checkpoint, scenarios, safety=not args.no_safety, video=args.video,
                               slots=args.parallel, planner=args.planner, plan_set=args.plan_set or [],
                               variants=tuple(args.variant or ()), device=args.device,
-                              card_title=None if args.no_card else what)
+                              card_title=None if args.no_card else what, inference=inference)
     print_eval(res, "physai eval")
     if args.json:
         write_json(args.json, res)
@@ -113,6 +131,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--video", metavar="DIR", help="write one real-time MP4 per agent and scenario into DIR, "
                    "captioned with the agent, the simulated time and the command")
     p.add_argument("--no-safety", action="store_true", help="run without the safety layer")
+    p.add_argument("--inference", action="append", metavar="KEY=VALUE",
+                   help="how the checkpoint executes its chunks, without retraining: n_action_steps=N (actions "
+                        "per predicted chunk) or temporal_ensemble=M (repeatable)")
     p.add_argument("--planner", help="a `physai plan` directory: adds a `physai+plan` row (world-model planning)")
     p.add_argument("--plan-set", action="append", metavar="KEY=VALUE", help="planner override, e.g. candidates=32")
     p.add_argument("--variant", action="append", choices=("int8", "onnx", "onnx-int8"),

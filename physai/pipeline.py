@@ -9,7 +9,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import torch
 
@@ -367,7 +367,8 @@ def evaluate_checkpoint(checkpoint: str | Path, scenarios, safety: bool = True, 
                         progress: bool = True, planner: str | Path | None = None,
                         plan_set: list[str] | tuple = (), variants: tuple[str, ...] = (),
                         device: str | torch.device | None = "cpu", card_title: str | None = None,
-                        videos_per_env: int | None = None) -> dict[str, Any]:
+                        videos_per_env: int | None = None, inference: Mapping[str, Any] | None = None
+                        ) -> dict[str, Any]:
     """Closed-loop evaluation of a checkpoint beside the expert on the same scenarios: per-episode
     records, one summary row per (agent, env), and the per-instruction success rows. `slots` envs
     run at once (in worker processes with `workers`). With a `planner` directory (`physai plan`),
@@ -376,7 +377,8 @@ def evaluate_checkpoint(checkpoint: str | Path, scenarios, safety: bool = True, 
     dynamic int8), `onnx` (the export run by onnxruntime), `onnx-int8` (onnxruntime int8 of it).
     `device`: where the policy runs (`physai.device.pick_device`; the envs and experts stay on the CPU).
     `card_title`: append the summary rows to the checkpoint's model card under this title.
-    `videos_per_env`: with `video`, record that many scenarios per env and agent (None: all)."""
+    `videos_per_env`: with `video`, record that many scenarios per env and agent (None: all).
+    `inference`: `Policy.set_inference` settings for the checkpoint's agents (e.g. n_action_steps=4)."""
     from physai.policy import Policy
     from physai.sim.evaluate import ExpertAgent, PolicyAgent, evaluate, summarize
     from physai.sim.instructions import instruction_rows
@@ -385,6 +387,8 @@ def evaluate_checkpoint(checkpoint: str | Path, scenarios, safety: bool = True, 
     if variants and dev.type != "cpu":
         raise ConfigError(f"deployment variants {list(variants)} run on the CPU (int8, onnxruntime); use --device cpu")
     policy = Policy.from_pretrained(checkpoint, device=dev)
+    if inference:
+        policy.set_inference(**inference)
     for sc in scenarios:
         if sc.embodiment not in policy.specs:
             raise ConfigError(f"checkpoint '{checkpoint}' has no '{sc.embodiment}' head (has {sorted(policy.specs)})")
@@ -406,7 +410,7 @@ def evaluate_checkpoint(checkpoint: str | Path, scenarios, safety: bool = True, 
         agents["expert"] = ExpertAgent
     res = evaluate(agents, scenarios, safety=safety, video_dir=video, slots=slots, workers=workers and slots > 1,
                    show_progress=progress, videos_per_env=videos_per_env)
-    out = {"checkpoint": str(checkpoint), "safety": safety, "summary": summarize(res),
+    out = {"checkpoint": str(checkpoint), "safety": safety, "inference": dict(inference or {}), "summary": summarize(res),
            "instructions": instruction_rows(res), "episodes": res}
     if plan is not None:
         out["planner"] = {"dir": str(planner), "config": dataclasses.asdict(plan.cfg), "plans": plan.plans,

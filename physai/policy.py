@@ -10,6 +10,7 @@ codes [B, K]. Normalization is applied here, outside the modules. Checkpoint I/O
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from pathlib import Path
@@ -230,6 +231,19 @@ class Policy(nn.Module):
         return self.normalizer.unnormalize(emb, "action_delta", norm) + base[:, None]
 
     # ---- fast inference: traced + frozen graphs ------------------------------------------------
+    INFERENCE_KEYS = ("n_action_steps", "temporal_ensemble")  # settings that change no weight
+
+    def set_inference(self, **settings) -> "Policy":
+        """Change how chunks are executed (`n_action_steps`, `temporal_ensemble`; None = the default
+        of PolicyConfig) without retraining: a stochastic head can commit to a sampled chunk for a
+        few steps, or average overlapping ones. Validated by PolicyConfig; queued actions are dropped."""
+        bad = sorted(set(settings) - set(self.INFERENCE_KEYS))
+        if bad:
+            raise ConfigError(f"inference settings {bad} are not runtime settings; valid: {list(self.INFERENCE_KEYS)}")
+        self.config = dataclasses.replace(self.config, **settings)
+        self.reset()
+        return self
+
     def optimize_for_inference(self, enabled: bool = True) -> "Policy":
         """Run inference through TorchScript graphs (traced and frozen per embodiment and input
         shapes on first use, ~1 s each) instead of eager modules: measured 40% lower select_action

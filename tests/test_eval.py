@@ -98,3 +98,19 @@ def test_eval_refuses_an_unwritable_json_path_before_running(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "cannot write" in out and "missing" not in out
     assert not (blocker / "out.json").exists()
+
+
+def test_eval_inference_settings_are_parsed_by_type_and_refused_when_not_runtime(tmp_path, capsys):
+    from physai.cli import main
+    from physai.cli_run import inference_settings
+
+    assert inference_settings(["n_action_steps=4", "temporal_ensemble=0.1"]) == {"n_action_steps": 4,
+                                                                                "temporal_ensemble": 0.1}
+    assert inference_settings(["n_action_steps=none"]) == {"n_action_steps": None}
+    with pytest.raises(ConfigError, match="n_action_steps must be in"):
+        inference_settings(["n_action_steps=0"])
+    rc = main(["eval", "--checkpoint", str(tmp_path / "nope"), "--env", "physai/car-highway", "--episodes", "1",
+               "--inference", "trunk.width=8"])
+    assert rc == 2  # refused before the (missing) checkpoint is opened
+    out = capsys.readouterr().out
+    assert "not inference settings" in out and "missing" not in out

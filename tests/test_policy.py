@@ -67,6 +67,27 @@ def test_chunk_queue_replans_every_n_steps():
     assert len(calls) == 4
 
 
+def test_set_inference_changes_replanning_without_touching_weights():
+    pol = Policy.build(tiny_config(embodiments=("car",)))  # re-plans every step by default
+    before = {k: v.clone() for k, v in pol.state_dict().items()}
+    calls = []
+    orig = pol._predict
+    pol._predict = lambda o, e: calls.append(1) or orig(o, e)
+    obs = make_obs(pol.specs["car"])
+    pol.select_action(obs, "car")
+    pol.set_inference(n_action_steps=4)  # drops the queued plan and executes 4 actions per chunk
+    for _ in range(5):
+        pol.select_action(obs, "car")
+    assert len(calls) == 1 + 2  # the first call, then steps 0 and 4 after the change
+    assert pol.config.n_action_steps == 4
+    assert all(torch.equal(before[k], v) for k, v in pol.state_dict().items())
+    with pytest.raises(ConfigError, match="n_action_steps must be in"):
+        pol.set_inference(n_action_steps=99)
+    with pytest.raises(ConfigError, match="not runtime settings"):
+        pol.set_inference(n_readout=2)
+    assert pol.config.n_action_steps == 4  # a refused change leaves the settings as they were
+
+
 def test_queue_pops_chunk_in_order():
     pol = Policy.build(tiny_config(embodiments=("g1",)))
     obs = make_obs(pol.specs["g1"])
