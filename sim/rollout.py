@@ -106,6 +106,7 @@ class EnvSlot:
         self.actions: list[np.ndarray] = []  # executed (after the guard), with `record`
         self.video: list[np.ndarray] = []
         self.guard = self.fam.make_guard(self.spec) if ep.safety else None
+        self.guard_times: dict[str, list[float]] = {}  # rule -> simulated times (s) of the steps it acted
         if self.guard is not None:
             self.guard.reset(info.get("sensors"))
         self.sensors = info.get("sensors")
@@ -158,9 +159,12 @@ class EnvSlot:
                 act = spec.clip_action(label + self.noise_rng.normal(0.0, ep.action_noise, label.shape) * half)
         else:
             act = np.asarray(action, dtype=np.float32)
-        counts0 = dict(self.guard.counts) if self.guard is not None and self.reward_model is not None else {}
+        counts0 = dict(self.guard.counts) if self.guard is not None else {}
         if self.guard is not None:
             act = self.guard.filter(act, self.sensors)
+            for k, v in self.guard.counts.items():
+                if v > counts0.get(k, 0):
+                    self.guard_times.setdefault(k, []).append(round(self.t * self.dt, 3))
         if ep.video is not None and self.t % self.video_stride == 0:
             self.video.append(self._video_frame())
         frame = self._frame(label) if ep.record else None  # the observation this step acted on
@@ -211,7 +215,8 @@ class EnvSlot:
         counts = dict(self.guard.counts) if self.guard is not None else {}
         res: dict[str, Any] = {"index": ep.index, "env": sc.env, "seed": sc.seed, "scenario": sc.name,
                                "commands": [{"at": at, **cmd} for at, cmd in sc.commands], "steps": self.t,
-                               "safety": {k: int(v) for k, v in counts.items()}}
+                               "safety": {k: int(v) for k, v in counts.items()},
+                               "safety_times": {k: list(v) for k, v in self.guard_times.items()}}
         if self.metrics is not None:
             m = dict(self.metrics.result())
             m.update(self.fam.trace_metrics(self.trace, self.dt))

@@ -114,3 +114,19 @@ def test_eval_inference_settings_are_parsed_by_type_and_refused_when_not_runtime
     assert rc == 2  # refused before the (missing) checkpoint is opened
     out = capsys.readouterr().out
     assert "not inference settings" in out and "missing" not in out
+
+
+def test_episode_records_when_each_guard_rule_acted():
+    from physai.embodiments import get_spec
+    from physai.sim.drivers import StepDriver
+
+    spec = get_spec("car")
+    full = StepDriver(lambda o: np.array([5.0, 0.0], np.float32), spec=spec)  # full throttle from rest
+    sc = [Scenario(env="physai/car-highway", seed=3, seconds=2.0)]
+    ep = evaluate({"throttle": lambda e: full}, sc, show_progress=False, render_images=False)["throttle"][0]
+    times = ep["safety_times"]
+    assert set(times) == {k for k, v in ep["safety"].items() if v > 0}
+    assert all(len(times[k]) == ep["safety"][k] and times[k] == sorted(times[k]) for k in times)
+    assert all(0.0 <= t < 2.0 for v in times.values() for t in v)
+    # the first step's +5 from the reset state (0) exceeds the 4 m/s² per-step rate limit; then it may pass
+    assert times["accel_rate"][0] == 0.0 and 0.2 not in times["accel_rate"]
