@@ -82,6 +82,10 @@ class PolicyConfig:
     # which closed-loop humanoid control needs
     n_action_steps: int | None = 1
     residual_actions: tuple[str, ...] = ()  # embodiments predicting actions relative to proprio's last_action_*
+    # (embodiment, proprio names) the model does not read: set to the normalized mean (0) in training
+    # and at inference. A behaviour-cloned car that sees its previous action copies it instead of
+    # reading the scene and the command ("copycat"); hiding it makes it act on what it sees
+    hidden_proprio: tuple[tuple[str, tuple[str, ...]], ...] = ()
     proprio_norm: str = "mean_std"  # normalization mode for proprioception
     action_norm: str = "min_max"  # normalization mode for actions
     preset: str = "custom"  # name of the trunk preset this came from (informational)
@@ -102,7 +106,8 @@ class PolicyConfig:
         for k in ("world_model_weight", "code_entropy_weight"):
             if not (math.isfinite(getattr(self, k)) and getattr(self, k) >= 0):
                 raise ConfigError(f"{k} must be a finite number >= 0, got {getattr(self, k)!r}")
-        for k, names in (("residual_actions", self.residual_actions), ("head_types", [e for e, _ in self.head_types])):
+        for k, names in (("residual_actions", self.residual_actions), ("head_types", [e for e, _ in self.head_types]),
+                         ("hidden_proprio", [e for e, _ in self.hidden_proprio])):
             if not set(names) <= set(self.embodiments):
                 raise ConfigError(f"{k} names {sorted(set(names) - set(self.embodiments))}, which are not among "
                                   f"embodiments {list(self.embodiments)}")

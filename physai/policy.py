@@ -59,6 +59,11 @@ class Policy(nn.Module):
             if e not in specs:  # a stored spec is enough: the body need not be registered here
                 specs[e] = get_spec(e)
         specs = {e: specs[e] for e in config.embodiments}
+        for e, names in config.hidden_proprio:
+            unknown = [n for n in names if n not in specs[e].proprio_names]
+            if unknown:
+                raise ConfigError(f"hidden_proprio for '{e}': {unknown} are not among its proprio fields "
+                                  f"{list(specs[e].proprio_names)}")
         backend = backend or default_backend()[0]
         w = config.trunk.width
         stems = {e: EmbodimentStem(s, w, config.stem) for e, s in specs.items()}
@@ -134,7 +139,15 @@ class Policy(nn.Module):
         return feats
 
     def _norm_obs(self, obs: dict[str, torch.Tensor], embodiment: str) -> dict[str, torch.Tensor]:
-        return {**obs, "proprio": self.normalizer.normalize(embodiment, "proprio", obs["proprio"])}
+        """Normalized proprio, with the config's `hidden_proprio` fields set to the mean (0)."""
+        p = self.normalizer.normalize(embodiment, "proprio", obs["proprio"])
+        hidden = dict(self.config.hidden_proprio).get(embodiment)
+        if hidden:
+            names = self.specs[embodiment].proprio_names
+            keep = torch.ones(len(names), dtype=p.dtype, device=p.device)
+            keep[[names.index(n) for n in hidden]] = 0.0
+            p = p * keep
+        return {**obs, "proprio": p}
 
     def forward(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """batch: embodiment (str), image, proprio, command, action [B, H, A] (physical units),

@@ -504,3 +504,30 @@ def test_train_refuses_a_stem_that_cannot_read_the_cameras_before_recording(tmp_
     with pytest.raises(ConfigError, match="not divisible by patch_size 48"):
         train_recipe(recipe, tmp_path / "run", progress=False)
     assert not (tmp_path / "data").exists()  # refused before a single episode was recorded
+
+
+def test_hidden_proprio_fields_do_not_reach_the_model(tmp_path):
+    """A hidden field (the car's previous action) cannot change the action; the others still do; the
+    setting survives a save/load, and a name the spec lacks is a ConfigError naming the field."""
+    torch.manual_seed(0)
+    hide = (("car", ("prev_accel", "prev_steer")),)
+    pol = Policy.build(tiny_config(embodiments=("car",), hidden_proprio=hide, proprio_norm="identity",
+                                   action_norm="identity", head=HeadConfig(chunk_size=4, depth=1, heads=2, reflex_hidden=16)))
+    spec = pol.specs["car"]
+    obs = make_obs(spec)
+    base = pol.predict_action_chunk(obs, "car")
+    for name in ("prev_accel", "prev_steer"):
+        o = {**obs, "proprio": obs["proprio"].copy()}
+        o["proprio"][spec.proprio_names.index(name)] += 5.0
+        assert torch.equal(pol.predict_action_chunk(o, "car"), base)
+    o = {**obs, "proprio": obs["proprio"].copy()}
+    o["proprio"][spec.proprio_names.index("speed")] += 5.0
+    assert not torch.allclose(pol.predict_action_chunk(o, "car"), base)
+    pol.save_pretrained(tmp_path / "ck")
+    back = Policy.from_pretrained(tmp_path / "ck")
+    assert back.config.hidden_proprio == hide
+    assert torch.allclose(back.predict_action_chunk(obs, "car"), base, atol=1e-6)
+    with pytest.raises(ConfigError, match="hidden_proprio.*no_such"):
+        Policy.build(tiny_config(embodiments=("car",), hidden_proprio=(("car", ("no_such",)),)))
+    with pytest.raises(ConfigError, match="hidden_proprio"):
+        tiny_config(embodiments=("car",), hidden_proprio=(("g1", ("q_x",)),))
