@@ -66,11 +66,14 @@ def _parse(text: str, tp: Any, key: str) -> Any:
             items = json.loads(text) if text.strip().startswith("[") else [t for t in text.split(",") if t.strip()]
         except json.JSONDecodeError as e:
             raise ConfigError(f"--set {key}: bad JSON list '{text}' ({e})") from None
+        def item(i):  # nested lists go back to JSON, scalars to their text
+            return json.dumps(i) if isinstance(i, (list, dict)) else str(i)
+
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_parse(json.dumps(i) if isinstance(i, (list, dict)) else str(i), args[0], key) for i in items)
+            return tuple(_parse(item(i), args[0], key) for i in items)
         if len(args) != len(items):
             raise ConfigError(f"--set {key}: expected {len(args)} items, got {len(items)}")
-        return tuple(_parse(str(i), a, key) for i, a in zip(items, args))
+        return tuple(_parse(item(i), a, key) for i, a in zip(items, args))
     if tp is tuple or tp is dict:  # an untyped JSON list (as a tuple, lists inside too) or object
         try:
             v = json.loads(text)

@@ -121,6 +121,15 @@ def test_overrides_validated():
         apply_overrides(cfg, ["precision=fp8"])
 
 
+def test_overrides_parse_nested_lists_inside_fixed_tuples():
+    from physai.config import PolicyConfig
+
+    cfg = PolicyConfig(embodiments=("car",))
+    out = apply_overrides(cfg, ['hidden_proprio=[["car", ["prev_accel", "prev_steer"]]]', 'head_types=[["car", "flow"]]'])
+    assert out.hidden_proprio == (("car", ("prev_accel", "prev_steer")),)
+    assert out.head_types == (("car", "flow"),)
+
+
 def test_resume_refuses_a_checkpoint_of_another_policy_and_leaves_it_intact(tmp_path):
     from physai.errors import CheckpointError
     from physai.stems import StemConfig
